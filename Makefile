@@ -1,0 +1,36 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv when missing and install everything (idempotent: a stamp file
+# records the installed requirement set, so a second run is a no-op).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+REQS   := tools/install/requirements.txt tools/install/requirements-test.txt setup.cfg tools/install/build_mmcv.sh
+WORK_DIR ?= work_dirs/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all install clean-venv
+
+install: $(STAMP)
+
+$(STAMP): $(REQS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77.0.3,<81" wheel
+	$(PY) -m pip install -q -r tools/install/requirements.txt -r tools/install/requirements-test.txt
+	PY=$(abspath $(PY)) bash tools/install/build_mmcv.sh
+	$(PY) -m pip install -q mmdet==3.3.0 mmsegmentation==1.2.2
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -c "import torch, timm, mmengine, mmcv.ops, mmdet, mmseg, mae_backbone; print('installed: torch', torch.__version__, '| timm', timm.__version__, '| mmengine', mmengine.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__, '| mmseg', mmseg.__version__)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/demo.py --work-dir $(WORK_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q tests --runslow $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
