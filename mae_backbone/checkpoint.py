@@ -1,0 +1,300 @@
+"""Checkpoint interop: official MAE, timm, mmpretrain, HF ViTMAE and our own layouts.
+
+Converters are pure functions ``convert_<source>(state_dict) -> state_dict`` into the
+native (official MAE / timm) key layout. :func:`load_checkpoint` detects the source,
+converts, resizes position tables to the model's grid, loads strictly by default and
+returns a :class:`LoadReport`. Files are read with ``torch.load(weights_only=True)``;
+writes are atomic (temp file + rename).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .models.pos_embed import get_2d_sincos_pos_embed, is_sincos_table, resize_pos_embed
+
+logger = logging.getLogger(__name__)
+StateDict = Dict[str, torch.Tensor]
+SOURCES = ("auto", "native", "official", "timm", "mmpretrain", "hf")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What a load did: source layout, renamed, resized, missing and unexpected keys."""
+    source: str
+    converted: List[str] = dataclasses.field(default_factory=list)
+    resized: List[str] = dataclasses.field(default_factory=list)
+    missing: List[str] = dataclasses.field(default_factory=list)
+    unexpected: List[str] = dataclasses.field(default_factory=list)
+    loaded: int = 0
+
+    def __str__(self) -> str:
+        def fmt(keys: Sequence[str]) -> str:
+            return f"{len(keys)}" + (f" ({', '.join(_abbrev(keys))})" if keys else "")
+        return (f"checkpoint [{self.source}]: loaded {self.loaded} tensors | converted {fmt(self.converted)}"
+                f" | resized {fmt(self.resized)} | missing {fmt(self.missing)}"
+                f" | unexpected {fmt(self.unexpected)}")
+
+
+def _abbrev(keys: Sequence[str], limit: int = 8) -> List[str]:
+    keys = sorted(keys)
+    return keys if len(keys) <= limit else keys[:limit] + [f"... {len(keys) - limit} more"]
+
+
+# --------------------------------------------------------------------------- reading
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
+    """Read a ``.pth``/``.pt``/``.bin`` (``weights_only=True``) or ``.safetensors`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to unpickle {path}: it holds objects outside the weights-only allow-list "
+            f"({str(e).splitlines()[0]}). If the file is trusted and comes from a training framework, "
+            f"allow-list its classes with torch.serialization.add_safe_globals; never load untrusted "
+            f"files with weights_only=False.") from e
+
+
+def unwrap(ckpt: Mapping) -> Tuple[StateDict, Optional[str]]:
+    """Find the tensor dict inside a checkpoint container; also return the wrapper key."""
+    for key in ("model", "state_dict", "module", "model_state"):
+        inner = ckpt.get(key) if isinstance(ckpt, Mapping) else None
+        if isinstance(inner, Mapping) and inner and all(torch.is_tensor(v) for v in inner.values()):
+            return dict(inner), key
+    if isinstance(ckpt, Mapping) and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        return dict(ckpt), None
+    raise CheckpointError("no state dict found: expected a dict of tensors, or one under "
+                          "'model', 'state_dict' or 'module'")
+
+
+def detect_source(sd: Mapping[str, torch.Tensor], wrapper: Optional[str] = None) -> str:
+    """Guess the layout of a state dict from its keys."""
+    keys = list(sd)
+    if any(k.startswith(("backbone.", "neck.")) for k in keys) and any(".layers." in k or k.startswith("neck.") for k in keys):
+        return "mmpretrain"
+    if any(k.startswith(("vit.embeddings.", "embeddings.patch_embeddings", "decoder.decoder_layers")) for k in keys):
+        return "hf"
+    if wrapper == "model" and any(k.startswith("blocks.") for k in keys):
+        return "official"
+    if any(k.startswith("model.") for k in keys):
+        return "native"  # saved by our mmengine wrapper
+    return "timm" if any(k.startswith("blocks.") for k in keys) else "native"
+
+
+# ------------------------------------------------------------------------ converters
+def convert_native(sd: StateDict) -> StateDict:
+    """Our files; mmengine runs of our wrapper prefix keys with ``model.``."""
+    return {k[len("model."):] if k.startswith("model.") else k: v for k, v in sd.items()}
+
+
+def convert_official(sd: StateDict) -> StateDict:
+    """Official MAE (``{'model': ...}``, already unwrapped): identical key layout."""
+    return dict(sd)
+
+
+def convert_timm(sd: StateDict) -> StateDict:
+    """timm ``VisionTransformer``: identical key layout for the encoder (and ``head``/``fc_norm``)."""
+    return dict(sd)
+
+
+_MMPRETRAIN_RULES = [
+    (r"^backbone\.patch_embed\.projection\.", "patch_embed.proj."),
+    (r"^backbone\.layers\.(\d+)\.", r"blocks.\1."),
+    (r"^backbone\.ln1\.", "norm."),
+    (r"^backbone\.(cls_token|pos_embed|mask_token)$", r"\1"),
+    (r"^neck\.decoder_blocks\.(\d+)\.", r"decoder_blocks.\1."),
+    (r"^neck\.ln1\.", "decoder_norm."),
+    (r"^neck\.(decoder_norm|decoder_embed|decoder_pred)\.", r"\1."),
+    (r"^neck\.(mask_token|decoder_pos_embed)$", r"\1"),
+    (r"^head\.(fc_norm|head)\.", r"\1."),
+]
+_MM_BLOCK_RULES = [(r"\.ln1\.", ".norm1."), (r"\.ln2\.", ".norm2."),
+                   (r"\.ffn\.layers\.0\.0\.", ".mlp.fc1."), (r"\.ffn\.layers\.1\.", ".mlp.fc2.")]
+
+
+def convert_mmpretrain(sd: StateDict) -> StateDict:
+    """mmpretrain MAE (``backbone.layers.N.ln1``, ``ffn.layers.0.0``, ``neck.decoder_blocks``)."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("data_preprocessor."):
+            continue
+        new = k
+        for pat, rep in _MMPRETRAIN_RULES:
+            new = re.sub(pat, rep, new)
+        if new.startswith(("blocks.", "decoder_blocks.")):
+            for pat, rep in _MM_BLOCK_RULES:
+                new = re.sub(pat, rep, new)
+        out[new] = v
+    return out
+
+
+_HF_LAYER = {
+    "layernorm_before": "norm1", "layernorm_after": "norm2",
+    "attention.output.dense": "attn.proj", "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2",
+}
+
+
+def convert_hf(sd: StateDict) -> StateDict:
+    """HF ``ViTMAEForPreTraining`` / ``ViTMAEModel``: rename and fuse query/key/value into qkv."""
+    out: StateDict = {}
+    qkv: Dict[Tuple[str, str], Dict[str, torch.Tensor]] = {}
+    for k, v in sd.items():
+        k = k[len("vit."):] if k.startswith("vit.") else k
+        k = k.replace("decoder.decoder_layers.", "decoder_blocks.").replace("encoder.layer.", "blocks.")
+        m = re.match(r"^((?:decoder_)?blocks\.\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$", k)
+        if m:
+            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = v
+            continue
+        m = re.match(r"^((?:decoder_)?blocks\.\d+)\.(.+)\.(weight|bias)$", k)
+        if m and m.group(2) in _HF_LAYER:
+            k = f"{m.group(1)}.{_HF_LAYER[m.group(2)]}.{m.group(3)}"
+        k = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "pos_embed",
+             "decoder.mask_token": "mask_token", "decoder.decoder_pos_embed": "decoder_pos_embed"}.get(k, k)
+        k = re.sub(r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj.", k)
+        k = re.sub(r"^layernorm\.", "norm.", k)
+        k = re.sub(r"^decoder\.(decoder_embed|decoder_norm|decoder_pred)\.", r"\1.", k)
+        out[k] = v
+    for (block, kind), parts in qkv.items():
+        if set(parts) != {"query", "key", "value"}:
+            raise CheckpointError(f"{block}: incomplete query/key/value {kind} tensors in HF checkpoint")
+        out[f"{block}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]], 0)
+    return out
+
+
+CONVERTERS: Dict[str, Callable[[StateDict], StateDict]] = {
+    "native": convert_native, "official": convert_official, "timm": convert_timm,
+    "mmpretrain": convert_mmpretrain, "hf": convert_hf,
+}
+
+
+def convert_state_dict(ckpt: Mapping, source: str = "auto") -> Tuple[StateDict, str]:
+    """Unwrap and convert any supported checkpoint into native keys; returns (state_dict, source)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown checkpoint source {source!r}; choose one of {SOURCES}")
+    sd, wrapper = unwrap(ckpt)
+    if source == "auto":
+        source = detect_source(sd, wrapper)
+    return CONVERTERS[source](sd), source
+
+
+# --------------------------------------------------------------------------- loading
+def _grid_of(model: nn.Module, key: str) -> Optional[Tuple[int, int]]:
+    grid = getattr(model, "grid", None)
+    return tuple(grid) if grid is not None and key in ("pos_embed", "decoder_pos_embed") else None
+
+
+def adapt_pos_embeds(sd: StateDict, model: nn.Module) -> List[str]:
+    """Resize position tables in ``sd`` to the model's grid (in place); returns resized keys.
+
+    A fixed sin-cos table is rebuilt exactly for the new grid; a learned one is
+    interpolated bicubically (official ``interpolate_pos_embed``).
+    """
+    resized = []
+    target = model.state_dict()
+    for key in ("pos_embed", "decoder_pos_embed"):
+        if key not in sd or key not in target or sd[key].shape == target[key].shape:
+            continue
+        src, dst = sd[key], target[key]
+        if src.ndim != 3 or src.shape[-1] != dst.shape[-1]:
+            raise CheckpointError(f"{key}: checkpoint shape {tuple(src.shape)} cannot be resized to "
+                                  f"{tuple(dst.shape)} (different embedding width: another model size?)")
+        n_old = src.shape[1] - 1
+        side = int(round(n_old ** 0.5))
+        if side * side != n_old:
+            raise CheckpointError(f"{key}: {n_old} position tokens do not form a square grid")
+        grid = _grid_of(model, key)
+        if is_sincos_table(src, (side, side)):
+            sd[key] = get_2d_sincos_pos_embed(dst.shape[-1], grid, cls_token=True)[None].to(src.dtype)
+        else:
+            sd[key] = resize_pos_embed(src, grid, (side, side))
+        resized.append(f"{key} {tuple(src.shape)}->{tuple(sd[key].shape)}")
+    return resized
+
+
+def check_shapes(sd: StateDict, model: nn.Module) -> None:
+    """Raise a readable error for tensors whose shapes cannot match (e.g. another patch size)."""
+    target = model.state_dict()
+    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+           for k, v in sd.items() if k in target and target[k].shape != v.shape]
+    if bad:
+        hint = ""
+        if any(k.startswith("patch_embed.proj.weight") for k in bad):
+            hint = " (the checkpoint uses another patch size or channel count: build the model to match)"
+        raise CheckpointError("shape mismatch" + hint + ":\n  " + "\n  ".join(bad))
+
+
+def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], strict: bool = True,
+                    source: str = "auto", allowed_missing: Sequence[str] = ()) -> LoadReport:
+    """Load a checkpoint (path or dict) of any supported layout into ``model``.
+
+    Args:
+        strict: raise if any model key is missing (beyond ``allowed_missing`` patterns)
+            or any checkpoint key is unexpected.
+        source: ``auto`` or one of ``native, official, timm, mmpretrain, hf``.
+        allowed_missing: regexes of keys the caller declares may be absent (new parameters).
+    """
+    ckpt = read_checkpoint(src) if isinstance(src, (str, os.PathLike)) else src
+    raw, _ = unwrap(ckpt)
+    sd, source = convert_state_dict(ckpt, source)
+    report = LoadReport(source=source, converted=sorted(set(sd) - set(raw)))
+    report.resized = adapt_pos_embeds(sd, model)
+    check_shapes(sd, model)
+    model_keys = set(model.state_dict())
+    report.missing = sorted(model_keys - set(sd))
+    report.unexpected = sorted(set(sd) - model_keys)
+    undeclared = [k for k in report.missing if not any(re.search(p, k) for p in allowed_missing)]
+    if strict and (undeclared or report.unexpected):
+        raise CheckpointError(
+            f"strict load failed: {len(undeclared)} missing keys {_abbrev(undeclared)}, "
+            f"{len(report.unexpected)} unexpected keys {_abbrev(report.unexpected)}. "
+            f"Pass strict=False to load the rest (every skipped key is reported), or declare "
+            f"new parameters with allowed_missing.")
+    model.load_state_dict({k: v for k, v in sd.items() if k in model_keys}, strict=False)
+    report.loaded = len(model_keys & set(sd))
+    logger.info("%s", report)
+    return report
+
+
+# --------------------------------------------------------------------------- writing
+def save_checkpoint(obj: Mapping, path: Union[str, os.PathLike]) -> Path:
+    """Atomically write ``obj`` with ``torch.save`` (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(obj), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+ENCODER_PREFIXES = ("cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.")
+
+
+def encoder_state_dict(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """Keep only encoder tensors (drop the decoder, mask token and heads): official export layout."""
+    return {k: v for k, v in sd.items() if k.startswith(ENCODER_PREFIXES) or k in ENCODER_PREFIXES}

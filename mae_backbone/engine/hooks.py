@@ -1,0 +1,171 @@
+"""Training hooks: reconstruction pictures, RNG state in checkpoints, DDP replica check."""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize
+from ..data.datasets import ImageFolder, open_image
+from ..visualize import reconstruction_grid
+
+logger = logging.getLogger(__name__)
+
+
+def unwrap_mae(runner):
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    return getattr(model, "model", model)
+
+
+@HOOKS.register_module()
+class ReconstructionHook(Hook):
+    """Every ``interval`` epochs (and after the last), write ``<work_dir>/reconstructions/epoch_N.png``.
+
+    Args:
+        images: image paths or a folder; default: the first ``num_images`` training images.
+        num_images: how many columns.
+        mask_ratio: default the model's.
+        seed: seeds the masks, so pictures of different epochs compare the same patches.
+    """
+    priority = "NORMAL"
+
+    def __init__(self, interval: int = 1, images: Optional[Sequence[str]] = None, num_images: int = 6,
+                 mask_ratio: Optional[float] = None, seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.interval, self.images, self.num_images = interval, images, num_images
+        self.mask_ratio, self.seed, self.mean, self.std = mask_ratio, seed, mean, std
+        self.last_path: Optional[Path] = None
+
+    def _images(self, runner, mode: str):
+        if isinstance(self.images, str):
+            return [open_image(p, mode) for p, _ in ImageFolder(self.images).samples[: self.num_images]]
+        if self.images:
+            return [open_image(p, mode) for p in list(self.images)[: self.num_images]]
+        ds = runner.train_dataloader.dataset
+        return [ds.raw_image(i) for i in range(min(self.num_images, len(ds)))]
+
+    def _batch(self, runner, mae) -> torch.Tensor:
+        """Centre views of the images at the model's size, normalised: (B, C, H, W)."""
+        tf = eval_transform(mae.img_size[0], crop_pct=1.0)
+        imgs = [tf(img) for img in self._images(runner, "L" if mae.in_chans == 1 else "RGB")]
+        return normalize(torch.stack(imgs), self.mean[: mae.in_chans], self.std[: mae.in_chans])
+
+    def write(self, runner) -> Optional[Path]:
+        if not is_main_process():
+            return None
+        mae = unwrap_mae(runner)
+        imgs = self._batch(runner, mae).to(next(mae.parameters()).device)
+        gh, gw = mae.patch_embed.grid_size(imgs)
+        g = torch.Generator(device="cpu").manual_seed(self.seed)  # own generator: training RNG untouched
+        noise = torch.rand(imgs.shape[0], gh * gw, generator=g).to(imgs.device)
+        pic = reconstruction_grid(mae, imgs, self.mask_ratio, noise, self.mean, self.std)
+        out = Path(runner.work_dir) / "reconstructions" / f"epoch_{runner.epoch}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pic.save(out)
+        self.last_path = out
+        runner.logger.info(f"reconstruction picture written to {out}")
+        return out
+
+    def after_train_epoch(self, runner) -> None:
+        if self.every_n_epochs(runner, self.interval) or self.is_last_train_epoch(runner):
+            self.write(runner)
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Save the torch / numpy / python RNG states in every checkpoint and restore them on resume.
+
+    With it (and :func:`seed_worker`), masks, drop path and augmentations after a resume
+    are exactly those of the uninterrupted run. The state is restored in ``before_train``,
+    after mmengine's own resume logic, which may reseed.
+    """
+    priority = "VERY_LOW"
+
+    def __init__(self):
+        self._pending = None
+
+    @staticmethod
+    def capture() -> dict:
+        """This process's RNG states (torch, numpy as a tensor, python, cuda)."""
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        return dict(torch=torch.get_rng_state(), python=random.getstate(),
+                    numpy=(name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+                    cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+    @staticmethod
+    def restore(state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # called on every rank (only rank 0 writes): gather each rank's own state
+        states = [self.capture()]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            states = [None] * dist.get_world_size()
+            dist.all_gather_object(states, self.capture())
+        checkpoint["rng_state"] = states
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_state")
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if not states:
+            runner.logger.warning("checkpoint has no RNG state: the resumed run will not replay "
+                                  "the uninterrupted run's randomness exactly")
+        elif len(states) != world:
+            runner.logger.warning(f"checkpoint holds RNG states of {len(states)} ranks, this run has {world}: "
+                                  f"keeping fresh seeds (randomness will differ from the original run)")
+        else:
+            self._pending = states[dist.get_rank() if world > 1 else 0]
+
+    def before_train(self, runner) -> None:
+        if self._pending is not None:
+            self.restore(self._pending)
+            self._pending = None
+            runner.logger.info("restored RNG state from the resumed checkpoint")
+
+
+@HOOKS.register_module()
+class ReplicaCheckHook(Hook):
+    """Verify every ``interval`` iterations (and at the end) that all DDP ranks hold identical weights.
+
+    Compares exact float64 per-tensor checksums across ranks; raises on divergence
+    (a desynchronised replica silently trains a different model).
+    """
+    priority = "LOW"
+
+    def __init__(self, interval: int = 1000):
+        self.interval = interval
+        self.checks = 0
+
+    def check(self, runner) -> None:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
+        gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, sums)
+        bad = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+        if bad:
+            raise RuntimeError(f"DDP replicas diverged at iter {runner.iter}: ranks {bad} differ from rank 0")
+        self.checks += 1
+        runner.logger.info(f"replica check passed at iter {runner.iter}: {len(sums)} tensors identical "
+                           f"on {len(gathered)} ranks (checksum {float(sums.sum()):.10e})")
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.every_n_train_iters(runner, self.interval):
+            self.check(runner)
+
+    def after_train(self, runner) -> None:
+        self.check(runner)

@@ -1,0 +1,70 @@
+"""Optimizer constructor driven by the model's ``layer_id()`` / ``no_weight_decay()``."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Optional
+
+import torch
+
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
+from torch import nn
+
+from ..param_groups import param_groups
+
+logger = logging.getLogger(__name__)
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """Builds ``optimizer`` over :func:`~mae_backbone.param_groups.param_groups`.
+
+    ``paramwise_cfg=dict(layer_decay=0.65)`` sets layer-wise lr decay (1.0 = none, as in
+    MAE pretraining). Weight decay is taken from ``optimizer.weight_decay``; norms, biases
+    and the model's ``no_weight_decay()`` tensors get none.
+    """
+
+    def __call__(self, model: nn.Module):
+        model = getattr(model, "module", model)
+        cfg = self.optimizer_cfg.copy()
+        lr, wd = cfg.get("lr"), cfg.get("weight_decay", 0.0)
+        if lr is None:
+            raise ValueError("optimizer lr is None: set optim_wrapper.optimizer.lr, or set blr in the "
+                             "config and start through tools/train.py, which derives lr = blr * batch / 256")
+        layer_decay = float((self.paramwise_cfg or {}).get("layer_decay", 1.0))
+        groups = param_groups(model, weight_decay=wd, layer_decay=layer_decay)
+        for g in groups:
+            g["lr"] = lr * g["lr_scale"]
+            g.pop("names")
+        cfg["params"] = groups
+        optimizer = OPTIMIZERS.build(cfg)
+        n_decay = sum(p.numel() for g in groups if g["weight_decay"] for p in g["params"])
+        n_all = sum(p.numel() for g in groups for p in g["params"])
+        logger.info("optimizer %s: %d groups, %d trainable tensors, %.2fM params (%.2fM with weight decay), "
+                    "layer_decay %.3g", cfg["type"], len(groups), sum(len(g["params"]) for g in groups),
+                    n_all / 1e6, n_decay / 1e6, layer_decay)
+        wrapper_cfg = self.optim_wrapper_cfg.copy()
+        wrapper_cfg.setdefault("type", "OptimWrapper")
+        return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(OptimWrapper):
+    """Mixed precision by ``torch.autocast`` on CPU or GPU, without loss scaling (for bfloat16).
+
+    mmengine's ``AmpOptimWrapper`` requires CUDA and always scales the loss; bfloat16 has
+    float32's range and needs no scaling, and this CPU has AVX-512 bf16.
+    """
+
+    def __init__(self, dtype: str = "bfloat16", device_type: Optional[str] = None, **kwargs):
+        super().__init__(**kwargs)
+        if dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
+        self.dtype = getattr(torch, dtype)
+        self.device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        with super().optim_context(model), torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            yield

@@ -1,0 +1,52 @@
+"""Presets: encoders ``vit_*`` and MAE models ``mae_vit_*`` (official MAE shapes)."""
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+from torch import nn
+
+from .mae import MaskedAutoencoder
+from .vit import VisionTransformer
+
+# name: (patch_size, embed_dim, depth, num_heads)
+ENCODER_SHAPES = {
+    "tiny_patch16": (16, 192, 12, 3),
+    "small_patch16": (16, 384, 12, 6),
+    "base_patch16": (16, 768, 12, 12),
+    "large_patch16": (16, 1024, 24, 16),
+    "huge_patch14": (14, 1280, 32, 16),
+}
+
+_REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
+
+
+def _shape_kwargs(key: str) -> dict:
+    p, d, n, h = ENCODER_SHAPES[key]
+    return dict(patch_size=p, embed_dim=d, depth=n, num_heads=h, mlp_ratio=4.0)
+
+
+def _make(cls, key: str, extra: dict) -> Callable[..., nn.Module]:
+    def factory(**overrides) -> nn.Module:
+        return cls(**{**_shape_kwargs(key), **extra, **overrides})
+    factory.__doc__ = f"{cls.__name__} preset {key} ({ENCODER_SHAPES[key]}); keyword arguments override."
+    return factory
+
+
+for _key in ENCODER_SHAPES:
+    _REGISTRY[f"vit_{_key}"] = _make(VisionTransformer, _key, {})
+    _REGISTRY[f"mae_vit_{_key}"] = _make(
+        MaskedAutoencoder, _key, dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16))
+    globals()[f"vit_{_key}"] = _REGISTRY[f"vit_{_key}"]
+    globals()[f"mae_vit_{_key}"] = _REGISTRY[f"mae_vit_{_key}"]
+
+
+def list_models() -> List[str]:
+    """Names of all presets."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build a preset by name, e.g. ``create_model('mae_vit_base_patch16', norm_pix_loss=True)``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid presets: {', '.join(list_models())}")
+    return _REGISTRY[name](**overrides)

@@ -1,0 +1,221 @@
+"""VisionTransformer: the one encoder of mae-backbone (MAE paper Sec. 3, "MAE encoder").
+
+Pretraining, classification, detection and segmentation are configurations of this
+class. Parameter names follow official MAE / timm (``patch_embed.proj``, ``cls_token``,
+``pos_embed``, ``blocks.N.*``, ``norm``).
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import List, Optional, Sequence, Set, Tuple, Type, Union
+
+import torch
+import torch.utils.checkpoint
+from torch import nn
+
+from .attention import Block
+from .pos_embed import get_2d_sincos_pos_embed, resize_pos_embed, to_2tuple
+
+LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping p x p patches -> linear embedding: (B, C, H, W) -> (B, H/p*W/p, D)."""
+
+    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768):
+        super().__init__()
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def grid_size(self, x: torch.Tensor) -> Tuple[int, int]:
+        """Validate an image batch and return its patch grid (H/p, W/p)."""
+        if x.ndim != 4:
+            raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(x.shape)}")
+        _, c, h, w = x.shape
+        if c != self.in_chans:
+            raise ValueError(f"expected {self.in_chans} input channels, got {c} "
+                             f"(build the model with in_chans={c} or convert the images)")
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}; "
+                             f"resize or pad to a multiple of {p}")
+        return h // p, w // p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, H/p * W/p, D), row-major patch order."""
+        self.grid_size(x)
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class VisionTransformer(nn.Module):
+    """Plain ViT with a cls token and fixed (or learnable) 2-D sin-cos position embedding.
+
+    Args:
+        img_size: pretraining image size; sets the stored position table's grid.
+        patch_size: side p of the square patches.
+        in_chans: image channels.
+        embed_dim, depth, num_heads, mlp_ratio, qkv_bias: transformer shape.
+        drop_path_rate: stochastic depth, linearly increasing over blocks.
+        learnable_pos_embed: train the position table (fine-tuning) instead of keeping
+            the fixed sin-cos table (MAE pretraining).
+        grad_checkpointing: recompute block activations in backward to save memory.
+    """
+
+    def __init__(self, img_size: Union[int, Tuple[int, int]] = 224, patch_size: int = 16,
+                 in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
+                 norm_layer: Type[nn.Module] = LayerNorm6, learnable_pos_embed: bool = False,
+                 grad_checkpointing: bool = False):
+        super().__init__()
+        self.img_size = to_2tuple(img_size)
+        if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
+            raise ValueError(f"img_size {self.img_size} is not divisible by patch_size {patch_size}")
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.embed_dim = self.num_features = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.num_prefix_tokens = 1
+        self.grad_checkpointing = grad_checkpointing
+        self.num_frozen_blocks = 0
+
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim),
+                                      requires_grad=learnable_pos_embed)
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList([
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
+                  norm_layer=norm_layer) for i in range(depth)])
+        self.norm = norm_layer(embed_dim)
+        self._init_encoder_weights()
+
+    # ------------------------------------------------------------------ init
+    def _init_encoder_weights(self) -> None:
+        """Official MAE init: sin-cos table, xavier patch embed and linears, N(0, .02) tokens."""
+        self.pos_embed.data.copy_(get_2d_sincos_pos_embed(self.embed_dim, self.grid, cls_token=True)[None])
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        self.apply(_init_module)
+
+    # ------------------------------------------------------------ embeddings
+    def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
+        """Position table (1, 1 + h*w, D) for a patch grid; resized when it differs from the stored one."""
+        if tuple(grid) == self.grid:
+            return self.pos_embed
+        if self.pos_embed.requires_grad:  # learned table: interpolate (keeps the gradient path)
+            return resize_pos_embed(self.pos_embed, grid, self.grid)
+        table = get_2d_sincos_pos_embed(self.embed_dim, grid, cls_token=True)[None]
+        return table.to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+
+    def embed_patches(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, int]]:
+        """Images (B, C, H, W) -> patch tokens + position (B, L, D), cls + its position (B, 1, D), grid."""
+        grid = self.patch_embed.grid_size(x)
+        pos = self.pos_embed_for(grid)
+        tokens = self.patch_embed(x) + pos[:, 1:]
+        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+        return tokens, cls, grid
+
+    # ---------------------------------------------------------------- blocks
+    def run_blocks(self, x: torch.Tensor, blocks: Optional[Sequence[nn.Module]] = None) -> torch.Tensor:
+        """Apply blocks (default: all) to (B, N, D) tokens, with optional activation checkpointing."""
+        for blk in (self.blocks if blocks is None else blocks):
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, C, H, W) -> normalised tokens (B, 1 + L, D), or (B, 1 + K, D) for ``ids_keep`` (B, K)."""
+        tokens, cls, _ = self.embed_patches(x)
+        if ids_keep is not None:
+            tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        x = self.run_blocks(torch.cat([cls, tokens], dim=1))
+        return self.norm(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1 + L, D) normalised tokens."""
+        return self.forward_features(x)
+
+    def resolve_indices(self, indices: Union[int, Sequence[int]]) -> List[int]:
+        """Block indices from an int n (the last n blocks) or a list (negative counts from the end)."""
+        if isinstance(indices, int):
+            if not 1 <= indices <= self.depth:
+                raise ValueError(f"cannot take the last {indices} blocks of a {self.depth}-block model")
+            return list(range(self.depth - indices, self.depth))
+        out = []
+        for i in indices:
+            j = i + self.depth if i < 0 else i
+            if not 0 <= j < self.depth:
+                raise ValueError(f"block index {i} is out of range for a {self.depth}-block model "
+                                 f"(valid: 0..{self.depth - 1} or negative from the end)")
+            out.append(j)
+        if len(set(out)) != len(out):
+            raise ValueError(f"duplicate block indices in {list(indices)}")
+        return out
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Union[int, Sequence[int]] = 1,
+                              norm: bool = False) -> List[torch.Tensor]:
+        """Outputs of the chosen blocks as maps [(B, D, H/p, W/p)], in the order given."""
+        wanted = self.resolve_indices(indices)
+        tokens, cls, (gh, gw) = self.embed_patches(x)
+        x = torch.cat([cls, tokens], dim=1)
+        feats = {}
+        for i in range(max(wanted) + 1):
+            x = self.run_blocks(x, [self.blocks[i]])
+            if i in wanted:
+                y = self.norm(x) if norm else x
+                feats[i] = y[:, self.num_prefix_tokens:].transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+        return [feats[i] for i in wanted]
+
+    # -------------------------------------------------------- self-description
+    def layer_id(self, name: str) -> int:
+        """Layer index for lr decay: 0 embeddings, i + 1 for blocks.i, depth + 1 for the rest."""
+        if name in ("cls_token", "pos_embed", "mask_token") or name.startswith("patch_embed"):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return self.depth + 1
+
+    def no_weight_decay(self) -> Set[str]:
+        """Names of tensors exempt from weight decay besides norms and biases (all 1-D tensors)."""
+        return {"cls_token", "pos_embed"}
+
+    def freeze(self, num_frozen_blocks: int) -> None:
+        """Freeze patch embedding, cls/pos tokens and blocks[:n] (no grad, eval mode); n = 0 freezes nothing."""
+        if not 0 <= num_frozen_blocks <= self.depth:
+            raise ValueError(f"num_frozen_blocks must be in [0, {self.depth}], got {num_frozen_blocks}")
+        self.num_frozen_blocks = num_frozen_blocks
+        for m in self.frozen_modules():
+            m.requires_grad_(False)
+        if num_frozen_blocks:
+            self.cls_token.requires_grad_(False)
+            self.pos_embed.requires_grad_(False)
+        self.train(self.training)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """Modules frozen by :meth:`freeze` (empty when nothing is frozen)."""
+        if not self.num_frozen_blocks:
+            return []
+        return [self.patch_embed, *self.blocks[: self.num_frozen_blocks]]
+
+    def train(self, mode: bool = True):
+        """Like ``nn.Module.train``, but frozen modules stay in eval mode (no dropout / drop path)."""
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()
+        return self
+
+
+def _init_module(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

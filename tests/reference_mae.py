@@ -1,0 +1,43 @@
+"""Independent re-statements of the official MAE formulas (facebookresearch/mae models_mae.py and
+util/pos_embed.py), used as references by the tests. Written from the paper's description and the
+official semantics; numpy where the official code uses numpy."""
+import numpy as np
+import torch
+
+
+def official_1d(embed_dim, pos):
+    omega = np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0)
+    omega = 1.0 / 10000 ** omega
+    out = np.einsum("m,d->md", pos.reshape(-1), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def official_2d(embed_dim, grid_h, grid_w, cls_token=False):
+    gh = np.arange(grid_h, dtype=np.float32)
+    gw = np.arange(grid_w, dtype=np.float32)
+    grid = np.stack(np.meshgrid(gw, gh), axis=0).reshape(2, 1, grid_h, grid_w)  # w first, as official
+    emb = np.concatenate([official_1d(embed_dim // 2, grid[0]), official_1d(embed_dim // 2, grid[1])], axis=1)
+    if cls_token:
+        emb = np.concatenate([np.zeros([1, embed_dim]), emb], axis=0)
+    return emb
+
+
+def official_random_masking(x, mask_ratio, noise):
+    """x (N, L, D) -> x_masked, mask, ids_restore (official per-sample shuffle)."""
+    N, L, D = x.shape
+    len_keep = int(L * (1 - mask_ratio))
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    x_masked = torch.gather(x, dim=1, index=ids_keep.unsqueeze(-1).repeat(1, 1, D))
+    mask = torch.ones([N, L])
+    mask[:, :len_keep] = 0
+    mask = torch.gather(mask, dim=1, index=ids_restore)
+    return x_masked, mask, ids_restore
+
+
+def official_patchify(imgs, p):
+    h = w = imgs.shape[2] // p
+    x = imgs.reshape(imgs.shape[0], 3, h, p, w, p)
+    x = torch.einsum("nchpwq->nhwpqc", x)
+    return x.reshape(imgs.shape[0], h * w, p ** 2 * 3)

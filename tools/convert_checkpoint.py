@@ -1,0 +1,37 @@
+"""Convert a checkpoint into mae-backbone's native layout (official MAE / timm key names).
+
+python tools/convert_checkpoint.py SRC DST --from {official,timm,mmpretrain,hf,native,auto} [--encoder-only]
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--from", dest="source", default="auto",
+                   choices=["auto", "official", "timm", "mmpretrain", "hf", "native"])
+    p.add_argument("--encoder-only", action="store_true",
+                   help="drop the decoder and mask token (the official mae_pretrain_vit_*.pth export)")
+    p.add_argument("--check", metavar="ARCH", help="load the result strictly into this preset to verify it")
+    args = p.parse_args()
+
+    from mae_backbone.checkpoint import (convert_state_dict, encoder_state_dict, load_checkpoint,
+                                         read_checkpoint, save_checkpoint)
+    from mae_backbone.models import create_model
+
+    sd, source = convert_state_dict(read_checkpoint(args.src), args.source)
+    if args.encoder_only:
+        sd = encoder_state_dict(sd)
+    save_checkpoint({"model": sd, "meta": {"converted_from": source, "encoder_only": args.encoder_only}}, args.dst)
+    print(f"converted {len(sd)} tensors from the {source} layout -> {args.dst}")
+    if args.check:
+        print(load_checkpoint(create_model(args.check), args.dst, strict=True))
+
+
+if __name__ == "__main__":
+    main()

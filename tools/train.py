@@ -1,0 +1,46 @@
+"""Train any config: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--cfg-options k=v ...]
+
+Multi-GPU / multi-node: tools/dist_train.sh (torchrun) or tools/slurm_train.sh (srun);
+without CUDA the same launchers run DDP over gloo.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("--work-dir", help="default: work_dirs/<config name>")
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from CKPT, or from the latest checkpoint in the work dir if no path is given")
+    p.add_argument("--amp", choices=["bf16", "fp16", "off"], help="override the config's mixed precision")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    p.add_argument("--local-rank", "--local_rank", type=int, default=0)
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.amp:
+        from mae_backbone.engine.launch import set_amp
+        set_amp(cfg, args.amp)
+    from mae_backbone.engine import build_runner
+    runner = build_runner(cfg, args.launcher)
+    runner.train()
+
+
+if __name__ == "__main__":
+    main()
