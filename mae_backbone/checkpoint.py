@@ -66,9 +66,11 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "reduce" in ln),
+                      str(e).splitlines()[0])
         raise CheckpointError(
             f"refused to unpickle {path}: it holds objects outside the weights-only allow-list "
-            f"({str(e).splitlines()[0]}). If the file is trusted and comes from a training framework, "
+            f"({detail}). If the file is trusted and comes from a training framework, "
             f"allow-list its classes with torch.serialization.add_safe_globals; never load untrusted "
             f"files with weights_only=False.") from e
 
@@ -146,36 +148,44 @@ def convert_mmpretrain(sd: StateDict) -> StateDict:
     return out
 
 
-_HF_LAYER = {
+# per-block renames; transformers 4.x names (the files on the hub) and 5.x names
+_HF_BLOCK = {
     "layernorm_before": "norm1", "layernorm_after": "norm2",
     "attention.output.dense": "attn.proj", "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2",
+    "attention.o_proj": "attn.proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
 }
+_HF_QKV = {"attention.attention.query": "q", "attention.attention.key": "k", "attention.attention.value": "v",
+           "attention.q_proj": "q", "attention.k_proj": "k", "attention.v_proj": "v"}
+_HF_TOP = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "pos_embed",
+           "decoder.mask_token": "mask_token", "decoder.decoder_pos_embed": "decoder_pos_embed"}
+_HF_BLOCK_RE = re.compile(r"^(?:encoder\.layer|layers|decoder\.decoder_layers)\.(\d+)\.(.+)\.(weight|bias)$")
 
 
 def convert_hf(sd: StateDict) -> StateDict:
-    """HF ``ViTMAEForPreTraining`` / ``ViTMAEModel``: rename and fuse query/key/value into qkv."""
+    """HF ``ViTMAEForPreTraining`` / ``ViTMAEModel`` (transformers 4.x or 5.x names): rename, fuse q/k/v."""
     out: StateDict = {}
     qkv: Dict[Tuple[str, str], Dict[str, torch.Tensor]] = {}
-    for k, v in sd.items():
-        k = k[len("vit."):] if k.startswith("vit.") else k
-        k = k.replace("decoder.decoder_layers.", "decoder_blocks.").replace("encoder.layer.", "blocks.")
-        m = re.match(r"^((?:decoder_)?blocks\.\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$", k)
+    for key, v in sd.items():
+        k = key[len("vit."):] if key.startswith("vit.") else key
+        m = _HF_BLOCK_RE.match(k)
         if m:
-            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = v
+            block = ("decoder_blocks." if k.startswith("decoder.") else "blocks.") + m.group(1)
+            if m.group(2) in _HF_QKV:
+                qkv.setdefault((block, m.group(3)), {})[_HF_QKV[m.group(2)]] = v
+                continue
+            if m.group(2) not in _HF_BLOCK:
+                raise CheckpointError(f"unknown HF ViTMAE block tensor {key!r}")
+            out[f"{block}.{_HF_BLOCK[m.group(2)]}.{m.group(3)}"] = v
             continue
-        m = re.match(r"^((?:decoder_)?blocks\.\d+)\.(.+)\.(weight|bias)$", k)
-        if m and m.group(2) in _HF_LAYER:
-            k = f"{m.group(1)}.{_HF_LAYER[m.group(2)]}.{m.group(3)}"
-        k = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "pos_embed",
-             "decoder.mask_token": "mask_token", "decoder.decoder_pos_embed": "decoder_pos_embed"}.get(k, k)
+        k = _HF_TOP.get(k, k)
         k = re.sub(r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj.", k)
         k = re.sub(r"^layernorm\.", "norm.", k)
         k = re.sub(r"^decoder\.(decoder_embed|decoder_norm|decoder_pred)\.", r"\1.", k)
         out[k] = v
     for (block, kind), parts in qkv.items():
-        if set(parts) != {"query", "key", "value"}:
-            raise CheckpointError(f"{block}: incomplete query/key/value {kind} tensors in HF checkpoint")
-        out[f"{block}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]], 0)
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"{block}: incomplete query/key/value {kind} tensors in the HF checkpoint")
+        out[f"{block}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
     return out
 
 
