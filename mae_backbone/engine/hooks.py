@@ -1,6 +1,7 @@
 """Training hooks: reconstruction pictures, RNG state in checkpoints, DDP replica check."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from pathlib import Path
@@ -58,7 +59,8 @@ class ReconstructionHook(Hook):
         imgs = [tf(img) for img in self._images(runner, "L" if mae.in_chans == 1 else "RGB")]
         return normalize(torch.stack(imgs), self.mean[: mae.in_chans], self.std[: mae.in_chans])
 
-    def write(self, runner) -> Optional[Path]:
+    def write(self, runner, epoch: int) -> Optional[Path]:
+        """Write the picture for a finished ``epoch`` (1-based); rank 0 only."""
         if not is_main_process():
             return None
         mae = unwrap_mae(runner)
@@ -67,7 +69,7 @@ class ReconstructionHook(Hook):
         g = torch.Generator(device="cpu").manual_seed(self.seed)  # own generator: training RNG untouched
         noise = torch.rand(imgs.shape[0], gh * gw, generator=g).to(imgs.device)
         pic = reconstruction_grid(mae, imgs, self.mask_ratio, noise, self.mean, self.std)
-        out = Path(runner.work_dir) / "reconstructions" / f"epoch_{runner.epoch}.png"
+        out = Path(runner.work_dir) / "reconstructions" / f"epoch_{epoch}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         pic.save(out)
         self.last_path = out
@@ -76,21 +78,25 @@ class ReconstructionHook(Hook):
 
     def after_train_epoch(self, runner) -> None:
         if self.every_n_epochs(runner, self.interval) or self.is_last_train_epoch(runner):
-            self.write(runner)
+            self.write(runner, runner.epoch + 1)  # runner.epoch counts finished epochs after this hook
 
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
-    """Save the torch / numpy / python RNG states in every checkpoint and restore them on resume.
+    """Save every rank's torch / numpy / python RNG state in epoch checkpoints; restore on resume.
 
-    With it (and :func:`seed_worker`), masks, drop path and augmentations after a resume
-    are exactly those of the uninterrupted run. The state is restored in ``before_train``,
-    after mmengine's own resume logic, which may reseed.
+    With it (and :func:`seed_worker`), masks, drop path and augmentations after a resume are
+    exactly those of the uninterrupted run. mmengine saves checkpoints on rank 0 only, so the
+    states are gathered at the end of each epoch on all ranks (before ``CheckpointHook``, which
+    runs at VERY_LOW priority) and written by rank 0. A checkpoint saved mid-epoch carries only
+    rank 0's state and is replayed exactly only by a single-process run. Restoring happens in
+    ``before_train``, after mmengine's own resume logic, which may reseed.
     """
-    priority = "VERY_LOW"
+    priority = "LOW"
 
     def __init__(self):
         self._pending = None
+        self._gathered = None  # (epoch, [state per rank])
 
     @staticmethod
     def capture() -> dict:
@@ -109,13 +115,19 @@ class RNGStateHook(Hook):
         if state["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # called on every rank (only rank 0 writes): gather each rank's own state
+    def after_train_epoch(self, runner) -> None:
         states = [self.capture()]
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             states = [None] * dist.get_world_size()
             dist.all_gather_object(states, self.capture())
-        checkpoint["rng_state"] = states
+        self._gathered = (runner.epoch, states)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # rank 0 only: use the states gathered at the end of this epoch when saving there
+        if self._gathered is not None and self._gathered[0] == runner.epoch:
+            checkpoint["rng_state"] = self._gathered[1]
+        else:
+            checkpoint["rng_state"] = [self.capture()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get("rng_state")
@@ -138,10 +150,11 @@ class RNGStateHook(Hook):
 
 @HOOKS.register_module()
 class ReplicaCheckHook(Hook):
-    """Verify every ``interval`` iterations (and at the end) that all DDP ranks hold identical weights.
+    """Verify every ``interval`` iterations (and at the end) that all DDP ranks hold bit-identical weights.
 
-    Compares exact float64 per-tensor checksums across ranks; raises on divergence
-    (a desynchronised replica silently trains a different model).
+    Each rank hashes the raw bytes of every parameter and buffer; the digests are gathered
+    and compared. A divergent replica (e.g. an unsynchronised buffer) raises instead of
+    silently training different models.
     """
     priority = "LOW"
 
@@ -149,23 +162,35 @@ class ReplicaCheckHook(Hook):
         self.interval = interval
         self.checks = 0
 
-    def check(self, runner) -> None:
+    @staticmethod
+    def tensor_digests(model) -> dict:
+        """name -> sha256 of the raw bytes, for every parameter and buffer."""
+        return {name: hashlib.sha256(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+                for name, t in list(model.named_parameters()) + list(model.named_buffers())}
+
+    def check(self, runner, done_iters: int) -> None:
+        """Compare all ranks' weights after ``done_iters`` iterations; raise on any difference."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
-        gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, sums)
-        bad = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+        mine = self.tensor_digests(model)
+        overall = hashlib.sha256("".join(mine.values()).encode()).hexdigest()
+        digests = [None] * dist.get_world_size()
+        dist.all_gather_object(digests, overall)
+        bad = [r for r, d in enumerate(digests) if d != digests[0]]
         if bad:
-            raise RuntimeError(f"DDP replicas diverged at iter {runner.iter}: ranks {bad} differ from rank 0")
+            per_rank = [None] * dist.get_world_size()
+            dist.all_gather_object(per_rank, mine)
+            names = sorted({n for r in bad for n, d in per_rank[r].items() if per_rank[0].get(n) != d})
+            raise RuntimeError(f"DDP replicas diverged after iteration {done_iters}: ranks {bad} differ from "
+                               f"rank 0 in {len(names)} tensors: {names[:10]}")
         self.checks += 1
-        runner.logger.info(f"replica check passed at iter {runner.iter}: {len(sums)} tensors identical "
-                           f"on {len(gathered)} ranks (checksum {float(sums.sum()):.10e})")
+        runner.logger.info(f"replica check passed after iteration {done_iters}: weights bit-identical on "
+                           f"{len(digests)} ranks (sha256 {overall[:16]})")
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
-            self.check(runner)
+            self.check(runner, runner.iter + 1)
 
     def after_train(self, runner) -> None:
-        self.check(runner)
+        self.check(runner, runner.iter)
