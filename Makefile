@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-REQS   := tools/install/requirements.txt tools/install/requirements-test.txt setup.cfg tools/install/build_mmcv.sh
+REQS   := tools/install/requirements.txt tools/install/requirements-test.txt setup.cfg tools/install/build_mmcv.sh tools/install/system_data.sh
 WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 
@@ -20,6 +20,7 @@ $(STAMP): $(REQS)
 	PY=$(abspath $(PY)) bash tools/install/build_mmcv.sh
 	$(PY) -m pip install -q mmdet==3.3.0 mmsegmentation==1.2.2
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	bash tools/install/system_data.sh
 	$(PY) -c "import torch, timm, mmengine, mmcv.ops, mmdet, mmseg, mae_backbone; print('installed: torch', torch.__version__, '| timm', timm.__version__, '| mmengine', mmengine.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__, '| mmseg', mmseg.__version__)"
 	touch $(STAMP)
 

@@ -66,6 +66,8 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "mmengine." in str(e) and _allow_mmengine_globals():
+            return read_checkpoint(path)  # an mmengine training checkpoint: retry with its allow-list
         detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "reduce" in ln),
                       str(e).splitlines()[0])
         raise CheckpointError(
@@ -73,6 +75,22 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
             f"({detail}). If the file is trusted and comes from a training framework, "
             f"allow-list its classes with torch.serialization.add_safe_globals; never load untrusted "
             f"files with weights_only=False.") from e
+
+
+_mmengine_allowed = False
+
+
+def _allow_mmengine_globals() -> bool:
+    """Register the engine's allow-list for mmengine checkpoint classes; True if newly registered."""
+    global _mmengine_allowed
+    if _mmengine_allowed:
+        return False
+    try:
+        from .engine import serialization  # noqa: F401  (registers on import)
+    except ImportError:  # mmengine not installed: nothing to allow
+        return False
+    _mmengine_allowed = True
+    return True
 
 
 def unwrap(ckpt: Mapping) -> Tuple[StateDict, Optional[str]]:
