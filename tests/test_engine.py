@@ -16,7 +16,7 @@ import mae_backbone.engine  # noqa: E402,F401
 from mae_backbone.engine import build_runner, scale_lr  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(ROOT, "configs", "mae", "mae_vit-demo-p8_1xb32-60e_photos.py")
+DEMO = os.path.join(ROOT, "configs", "mae", "mae_vit-demo-p8_1xb32-40e_photos.py")
 
 
 @HOOKS.register_module(force=True)

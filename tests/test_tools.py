@@ -72,7 +72,7 @@ def test_visualize_reconstruction_official_checkpoint(tmp_path, photo_dir):
 
 def test_visualize_reconstruction_of_our_training_run(tmp_path, photo_dir):
     """A checkpoint written by tools/train.py carries its config: no architecture flags needed."""
-    run_tool("train.py", os.path.join("configs", "mae", "mae_vit-demo-p8_1xb32-60e_photos.py"),
+    run_tool("train.py", os.path.join("configs", "mae", "mae_vit-demo-p8_1xb32-40e_photos.py"),
              "--work-dir", tmp_path / "run", "--cfg-options", "train_cfg.max_epochs=1",
              f"train_dataloader.dataset.root={photo_dir}", "train_dataloader.num_workers=0",
              "train_dataloader.batch_size=4", "model.depth=1", "model.decoder_depth=1")

@@ -10,7 +10,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 DEFAULT_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), "..", "configs", "mae",
-                          "mae_vit-demo-p8_1xb32-60e_photos.py")
+                          "mae_vit-demo-p8_1xb32-40e_photos.py")
 
 
 def main():
@@ -40,7 +40,7 @@ def main():
     print(f"[demo] trained {runner.epoch} epochs / {runner.iter} iterations in {time.time() - t0:.0f} s")
     print(f"[demo] checkpoint:      {ckpt}")
     print(f"[demo] reconstructions: {hook.last_path}")
-    print(f"[demo] try: python tools/visualize_reconstruction.py {ckpt} {photos[0]} --img-size 96 --out recon.png")
+    print(f"[demo] try: python tools/visualize_reconstruction.py {ckpt} {photos[0]} --out recon.png")
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ optim_wrapper = dict(
     # a small model on 21 photos learns faster with a larger lr than blr * 32 / 256
     optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.05))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=5, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=55, eta_min=1e-5, by_epoch=True, begin=5, end=60,
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=4, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=36, eta_min=1e-5, by_epoch=True, begin=4, end=40,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=60)
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=20, max_keep_ckpts=1))
-custom_hooks = [dict(type='RNGStateHook'), dict(type='ReconstructionHook', interval=20, num_images=8)]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40)
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=10, max_keep_ckpts=1))
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ReconstructionHook', interval=10, num_images=8)]
 log_processor = dict(window_size=10, by_epoch=True)

@@ -1,0 +1,65 @@
+"""Timing helpers: MAE pretraining step throughput and dense-matmul peak, medians over repeats."""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+from .models import create_model
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def median_time(fn: Callable[[], None], warmup: int = 2, repeats: int = 5) -> List[float]:
+    """Run ``fn`` ``warmup`` times, then time ``repeats`` runs; returns the sorted times (s)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)
+
+
+def _autocast(dtype: str, device: str):
+    if DTYPES[dtype] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=DTYPES[dtype])
+
+
+def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8, dtype: str = "fp32",
+                             img_size: int = 224, mask_ratio: float = 0.75, warmup: int = 2, repeats: int = 5,
+                             device: str = "cpu", seed: int = 0, **model_kwargs) -> Dict:
+    """Images/s of one MAE training step (forward, backward, AdamW) on random images."""
+    torch.manual_seed(seed)
+    model = create_model(arch, img_size=img_size, norm_pix_loss=True, **model_kwargs).to(device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95),
+                            weight_decay=0.05)
+    imgs = torch.randn(batch, model.in_chans, img_size, img_size, device=device)
+
+    def step():
+        with _autocast(dtype, device):
+            loss, _, _ = model(imgs, mask_ratio=mask_ratio)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    times = median_time(step, warmup, repeats)
+    med = statistics.median(times)
+    return dict(arch=arch, batch=batch, dtype=dtype, img_size=img_size, mask_ratio=mask_ratio,
+                step_s=med, img_per_s=batch / med, min_s=times[0], max_s=times[-1], repeats=repeats)
+
+
+def matmul_peak(dtype: str = "fp32", n: int = 2048, device: str = "cpu", repeats: int = 5) -> float:
+    """Dense matmul FLOP/s for n x n operands (the machine's practical peak for ``dtype``)."""
+    t = DTYPES[dtype] or torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=t), torch.randn(n, n, device=device, dtype=t)
+    reps = 4
+    times = median_time(lambda: [a @ b for _ in range(reps)], warmup=1, repeats=repeats)
+    return 2 * n ** 3 * reps / statistics.median(times)
