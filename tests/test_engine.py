@@ -146,3 +146,59 @@ custom_hooks = [dict(type='RNGStateHook'), dict(type='ReplicaCheckHook', interva
     checks = re.findall(r"replica check passed after iteration (\d+): weights bit-identical on 2 ranks", log)
     assert [int(c) for c in checks] == [1, 2, 3, 4, 4], log[-3000:]
     assert "gloo" in log and (tmp_path / "work" / "epoch_2.pth").exists()
+
+
+PAPER_CONFIGS = {
+    "mae_vit-base-p16_8xb128-accum4-amp-800e_in1k.py": ("mae_vit_base_patch16", 800),
+    "mae_vit-base-p16_8xb128-accum4-amp-1600e_in1k.py": ("mae_vit_base_patch16", 1600),
+    "mae_vit-large-p16_8xb64-accum8-amp-800e_in1k.py": ("mae_vit_large_patch16", 800),
+    "mae_vit-large-p16_8xb64-accum8-amp-1600e_in1k.py": ("mae_vit_large_patch16", 1600),
+    "mae_vit-huge-p14_8xb32-accum16-amp-800e_in1k.py": ("mae_vit_huge_patch14", 800),
+    "mae_vit-huge-p14_8xb32-accum16-amp-1600e_in1k.py": ("mae_vit_huge_patch14", 1600),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CONFIGS))
+def test_paper_recipes(name):
+    """Table 8 of the paper: batch 4096 on 8 GPUs, blr 1.5e-4, AdamW (0.9, 0.95), wd 0.05, 40 warmup epochs."""
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", "mae", name))
+    arch, epochs = PAPER_CONFIGS[name]
+    assert cfg.model.arch == arch and cfg.model.norm_pix_loss and cfg.model.mask_ratio == 0.75
+    assert cfg.train_cfg.max_epochs == epochs
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.end, cosine.begin, cosine.end, cosine.T_max) == ("LinearLR", 40, 40, epochs, epochs - 40)
+    opt = cfg.optim_wrapper.optimizer
+    assert opt.betas == (0.9, 0.95) and opt.weight_decay == 0.05 and cfg.optim_wrapper.dtype == "bfloat16"
+    assert scale_lr(cfg, world_size=8) == pytest.approx(1.5e-4 * 4096 / 256)
+    aug = cfg.train_dataloader.dataset.transform
+    assert aug.scale == (0.2, 1.0) and aug.img_size == 224
+
+
+def test_amp_switch():
+    from mae_backbone.engine.launch import set_amp
+    cfg = Config(dict(optim_wrapper=dict(type="AutocastOptimWrapper", dtype="bfloat16", optimizer=dict(type="AdamW"))))
+    set_amp(cfg, "off")
+    assert cfg.optim_wrapper.type == "OptimWrapper" and "dtype" not in cfg.optim_wrapper
+    set_amp(cfg, "bf16")
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ("AutocastOptimWrapper", "bfloat16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs CUDA"):
+            set_amp(cfg, "fp16")
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_config_trains(tmp_path):
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", "mae", "mae_vit-tiny-p4_1xb256-100e_fashion-mnist.py"))
+    cfg.merge_from_dict(dict(work_dir=str(tmp_path), train_cfg=dict(max_epochs=1),
+                             train_dataloader=dict(batch_size=32, num_workers=0, dataset=dict(limit=96)),
+                             visualizer=dict(vis_backends=[dict(type="LocalVisBackend")])))
+    cfg.custom_hooks = [dict(type="LossRecorder"),
+                        dict(type="ReconstructionHook", interval=1, num_images=4, mean=(0.286,), std=(0.353,))]
+    runner = build_runner(cfg)
+    runner.train()
+    losses = recorder(runner).losses
+    assert len(losses) == 3 and all(l == l and l < 10 for l in losses)
+    mae = runner.model.model
+    assert (mae.in_chans, mae.grid, mae.patch_size) == (1, (7, 7), 4)
+    assert (tmp_path / "reconstructions" / "epoch_1.png").exists()
