@@ -108,9 +108,10 @@ def unwrap(ckpt: Mapping) -> Tuple[StateDict, Optional[str]]:
 def detect_source(sd: Mapping[str, torch.Tensor], wrapper: Optional[str] = None) -> str:
     """Guess the layout of a state dict from its keys."""
     keys = list(sd)
-    if any(k.startswith(("backbone.", "neck.")) for k in keys) and any(".layers." in k or k.startswith("neck.") for k in keys):
+    if any(re.match(r"^backbone\.(layers\.\d+\.|patch_embed\.projection\.)|^neck\.decoder_", k) for k in keys):
         return "mmpretrain"
-    if any(k.startswith(("vit.embeddings.", "embeddings.patch_embeddings", "decoder.decoder_layers")) for k in keys):
+    if any(re.match(r"^(vit\.)?(embeddings\.|encoder\.layer\.\d+\.|layers\.\d+\.attention\.)|^decoder\.decoder_", k)
+           for k in keys):
         return "hf"
     if wrapper == "model" and any(k.startswith("blocks.") for k in keys):
         return "official"
@@ -144,7 +145,6 @@ _MMPRETRAIN_RULES = [
     (r"^neck\.ln1\.", "decoder_norm."),
     (r"^neck\.(decoder_norm|decoder_embed|decoder_pred)\.", r"\1."),
     (r"^neck\.(mask_token|decoder_pos_embed)$", r"\1"),
-    (r"^head\.(fc_norm|head)\.", r"\1."),
 ]
 _MM_BLOCK_RULES = [(r"\.ln1\.", ".norm1."), (r"\.ln2\.", ".norm2."),
                    (r"\.ffn\.layers\.0\.0\.", ".mlp.fc1."), (r"\.ffn\.layers\.1\.", ".mlp.fc2.")]

@@ -41,3 +41,20 @@ def official_patchify(imgs, p):
     x = imgs.reshape(imgs.shape[0], 3, h, p, w, p)
     x = torch.einsum("nchpwq->nhwpqc", x)
     return x.reshape(imgs.shape[0], h * w, p ** 2 * 3)
+
+
+def hf_vitmae(hidden=192, heads=3, depth=2, decoder_hidden=32, decoder_heads=4, decoder_depth=2, seed=0,
+              **config):
+    """A small HF ``ViTMAEForPreTraining`` (32x32 images, patch 8) with every tensor non-trivial, in eval mode."""
+    import pytest
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTMAEConfig(
+        hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=4 * hidden,
+        image_size=32, patch_size=8, decoder_hidden_size=decoder_hidden, decoder_num_hidden_layers=decoder_depth,
+        decoder_num_attention_heads=decoder_heads, decoder_intermediate_size=4 * decoder_hidden,
+        layer_norm_eps=1e-6, hidden_act="gelu", **config)
+    torch.manual_seed(seed)
+    hf = transformers.ViTMAEForPreTraining(cfg).eval()
+    for p in hf.parameters():  # HF initialises some tensors to zero or one: make all of them informative
+        p.data.normal_(0, 0.05 if p.ndim > 1 else 0.2)
+    return hf

@@ -7,7 +7,8 @@ import torch
 
 from mae_backbone.checkpoint import (CheckpointError, convert_state_dict, encoder_state_dict, load_checkpoint,
                                      read_checkpoint, save_checkpoint)
-from mae_backbone.models import MaskedAutoencoder, get_2d_sincos_pos_embed, mae_vit_tiny_patch16, vit_tiny_patch16
+from mae_backbone.models import get_2d_sincos_pos_embed, mae_vit_tiny_patch16, vit_tiny_patch16
+from reference_mae import hf_vitmae
 
 
 def mae(**kw):
@@ -116,13 +117,8 @@ def test_mmpretrain_checkpoint_round_trip(tmp_path):
 
 
 def test_hf_checkpoints_both_transformers_layouts(tmp_path):
-    transformers = pytest.importorskip("transformers")
     from safetensors.torch import save_file
-    cfg = transformers.ViTMAEConfig(hidden_size=192, num_hidden_layers=2, num_attention_heads=3,
-                                    intermediate_size=768, image_size=32, patch_size=8, decoder_hidden_size=32,
-                                    decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
-                                    decoder_intermediate_size=128)
-    hf = randomized(transformers.ViTMAEForPreTraining(cfg))
+    hf = hf_vitmae()
     sd5 = {k: v.contiguous() for k, v in hf.state_dict().items()}
     a, b = mae(), mae()
     assert load_checkpoint(a, sd5).source == "hf"
@@ -252,3 +248,16 @@ def test_getattr_allow_list_cannot_reach_code_execution(tmp_path):
     torch.save({"x": _CallEval()}, path)
     with pytest.raises(CheckpointError, match="refused to unpickle"):
         read_checkpoint(path)
+
+
+def test_source_detection_does_not_mistake_other_frameworks():
+    from mae_backbone.checkpoint import detect_source
+    enc = {"cls_token": torch.zeros(1), "blocks.0.attn.qkv.weight": torch.zeros(1)}
+    assert detect_source(enc) == "timm"
+    assert detect_source(enc, wrapper="model") == "official"
+    # an mmdet detector (backbone + FPN neck) is not an mmpretrain MAE
+    det = {"backbone.blocks.0.attn.qkv.weight": torch.zeros(1), "neck.lateral_convs.0.conv.weight": torch.zeros(1)}
+    assert detect_source(det) != "mmpretrain"
+    assert detect_source({"backbone.layers.0.ln1.weight": torch.zeros(1)}) == "mmpretrain"
+    assert detect_source({"vit.layers.0.attention.q_proj.weight": torch.zeros(1)}) == "hf"
+    assert detect_source({"vit.encoder.layer.0.attention.attention.query.weight": torch.zeros(1)}) == "hf"

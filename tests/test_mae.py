@@ -3,7 +3,7 @@ import torch
 
 from mae_backbone.checkpoint import load_checkpoint
 from mae_backbone.models import MaskedAutoencoder, mae_vit_tiny_patch16, patchify, unpatchify
-from reference_mae import official_patchify
+from reference_mae import hf_vitmae, official_patchify
 
 
 def small_mae(**kw):
@@ -113,20 +113,6 @@ def test_zero_mask_ratio_is_a_plain_autoencoder():
 
 
 # --------------------------------------------------------------------- HF parity
-def _hf_model(norm_pix_loss):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.ViTMAEConfig(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, image_size=32,
-        patch_size=8, decoder_hidden_size=32, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
-        decoder_intermediate_size=128, mask_ratio=0.75, norm_pix_loss=norm_pix_loss, layer_norm_eps=1e-6,
-        hidden_act="gelu", attn_implementation="sdpa")
-    torch.manual_seed(0)
-    hf = transformers.ViTMAEForPreTraining(cfg).eval()
-    for name, p in hf.named_parameters():  # make every tensor non-trivial (HF inits some to zero)
-        p.data.normal_(0, 0.05 if p.ndim > 1 else 0.2)
-    return hf
-
-
 def _ours_like_hf(norm_pix_loss):
     return MaskedAutoencoder(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=32,
                              decoder_depth=2, decoder_num_heads=4, norm_pix_loss=norm_pix_loss).eval()
@@ -134,7 +120,7 @@ def _ours_like_hf(norm_pix_loss):
 
 @pytest.mark.parametrize("norm_pix_loss", [False, True])
 def test_matches_hf_vitmae_given_same_noise(norm_pix_loss):
-    hf = _hf_model(norm_pix_loss)
+    hf = hf_vitmae(hidden=64, heads=4, norm_pix_loss=norm_pix_loss, attn_implementation="sdpa")
     ours = _ours_like_hf(norm_pix_loss)
     report = load_checkpoint(ours, hf.state_dict())
     assert report.source == "hf" and not report.missing and not report.unexpected

@@ -10,6 +10,7 @@ from PIL import Image
 from mae_backbone.checkpoint import encoder_state_dict, load_checkpoint, read_checkpoint
 from mae_backbone.inference import build_mae_from_checkpoint, infer_mae_kwargs
 from mae_backbone.models import MaskedAutoencoder, mae_vit_tiny_patch16
+from reference_mae import hf_vitmae
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,12 +42,7 @@ def test_infer_architecture_from_official_layout(tmp_path):
 
 
 def test_convert_hf_to_native_and_encoder_only(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.ViTMAEConfig(hidden_size=192, num_hidden_layers=2, num_attention_heads=3,
-                                    intermediate_size=768, image_size=32, patch_size=8, decoder_hidden_size=64,
-                                    decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-                                    decoder_intermediate_size=256)
-    hf = transformers.ViTMAEForPreTraining(cfg)
+    hf = hf_vitmae(decoder_hidden=64, decoder_heads=2, decoder_depth=1)
     src = tmp_path / "hf.pth"
     torch.save(hf.state_dict(), src)
     out = run_tool("convert_checkpoint.py", src, tmp_path / "native.pth", "--from", "hf")
