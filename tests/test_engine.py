@@ -202,3 +202,14 @@ def test_fashion_mnist_config_trains(tmp_path):
     mae = runner.model.model
     assert (mae.in_chans, mae.grid, mae.patch_size) == (1, (7, 7), 4)
     assert (tmp_path / "reconstructions" / "epoch_1.png").exists()
+
+
+def test_gradient_accumulation_steps_every_n_iterations(tmp_path, photo_dir):
+    cfg = tiny_cfg(tmp_path / "accum", photo_dir, epochs=2)
+    cfg.optim_wrapper.accumulative_counts = 2
+    runner = build_runner(cfg)
+    runner.train()
+    assert len(recorder(runner).losses) == 6
+    state = runner.optim_wrapper.optimizer.state
+    steps = {int(s["step"]) for s in state.values()}
+    assert steps == {3}  # 6 iterations, one optimizer step per 2
