@@ -68,8 +68,8 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     except pickle.UnpicklingError as e:
         if "mmengine." in str(e) and _allow_mmengine_globals():
             return read_checkpoint(path)  # an mmengine training checkpoint: retry with its allow-list
-        detail = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "reduce" in ln),
-                      str(e).splitlines()[0])
+        detail = next((ln.strip() for ln in str(e).splitlines()
+                       if any(w in ln for w in ("GLOBAL", "reduce", "refused getattr"))), str(e).splitlines()[0])
         raise CheckpointError(
             f"refused to unpickle {path}: it holds objects outside the weights-only allow-list "
             f"({detail}). If the file is trusted and comes from a training framework, "
@@ -94,13 +94,19 @@ def _allow_mmengine_globals() -> bool:
 
 
 def unwrap(ckpt: Mapping) -> Tuple[StateDict, Optional[str]]:
-    """Find the tensor dict inside a checkpoint container; also return the wrapper key."""
+    """Find the tensor dict inside a checkpoint container (and drop a DDP ``module.`` prefix); also
+    return the wrapper key."""
+    def strip_ddp(sd: Mapping) -> StateDict:
+        if all(k.startswith("module.") for k in sd):
+            return {k[len("module."):]: v for k, v in sd.items()}
+        return dict(sd)
+
     for key in ("model", "state_dict", "module", "model_state"):
         inner = ckpt.get(key) if isinstance(ckpt, Mapping) else None
         if isinstance(inner, Mapping) and inner and all(torch.is_tensor(v) for v in inner.values()):
-            return dict(inner), key
+            return strip_ddp(inner), key
     if isinstance(ckpt, Mapping) and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
-        return dict(ckpt), None
+        return strip_ddp(ckpt), None
     raise CheckpointError("no state dict found: expected a dict of tensors, or one under "
                           "'model', 'state_dict' or 'module'")
 
@@ -244,11 +250,14 @@ def adapt_pos_embeds(sd: StateDict, model: nn.Module) -> List[str]:
         if src.ndim != 3 or src.shape[-1] != dst.shape[-1]:
             raise CheckpointError(f"{key}: checkpoint shape {tuple(src.shape)} cannot be resized to "
                                   f"{tuple(dst.shape)} (different embedding width: another model size?)")
+        grid = _grid_of(model, key)
         n_old = src.shape[1] - 1
         side = int(round(n_old ** 0.5))
         if side * side != n_old:
-            raise CheckpointError(f"{key}: {n_old} position tokens do not form a square grid")
-        grid = _grid_of(model, key)
+            raise CheckpointError(
+                f"{key}: {n_old} position tokens (after one cls row) do not form a square grid, so the source "
+                f"grid is unknown; resize the table first with mae_backbone.models.resize_pos_embed("
+                f"table, new_grid={grid}, old_grid=(h, w)), or build the model at the checkpoint's size")
         if is_sincos_table(src, (side, side)):
             sd[key] = get_2d_sincos_pos_embed(dst.shape[-1], grid, cls_token=True)[None].to(src.dtype)
         else:
@@ -295,8 +304,12 @@ def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], str
             f"{len(report.unexpected)} unexpected keys {_abbrev(report.unexpected)}. "
             f"Pass strict=False to load the rest (every skipped key is reported), or declare "
             f"new parameters with allowed_missing.")
-    model.load_state_dict({k: v for k, v in sd.items() if k in model_keys}, strict=False)
     report.loaded = len(model_keys & set(sd))
+    if report.loaded == 0:
+        raise CheckpointError(f"no tensor of the checkpoint ({len(sd)} keys, e.g. {_abbrev(report.unexpected, 3)}) "
+                              f"matches the model ({_abbrev(report.missing, 3)}): wrong model, or pass "
+                              f"source= (one of {SOURCES[1:]}) if the layout was misdetected as {source!r}")
+    model.load_state_dict({k: v for k, v in sd.items() if k in model_keys}, strict=False)
     logger.info("%s", report)
     return report
 
@@ -308,6 +321,9 @@ def save_checkpoint(obj: Mapping, path: Union[str, os.PathLike]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             torch.save(dict(obj), f)
             f.flush()

@@ -1,6 +1,7 @@
 """Rebuild a model from a checkpoint alone, and load images for inference."""
 from __future__ import annotations
 
+import logging
 import re
 from typing import Mapping, Optional, Sequence, Tuple
 
@@ -11,26 +12,21 @@ from .data.datasets import open_image
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize
 from .models import ENCODER_SHAPES, MaskedAutoencoder, create_model
 
+logger = logging.getLogger(__name__)
 Norm = Tuple[Tuple[float, ...], Tuple[float, ...]]
 
 
-def _run_config(ckpt: Mapping) -> Tuple[Optional[dict], Optional[Norm]]:
-    """Model kwargs and pixel mean/std (0-1 scale) from the config mmengine stores in ``meta['cfg']``."""
+def saved_spec(ckpt: Mapping) -> Tuple[Optional[str], Optional[dict], Optional[Norm]]:
+    """(preset, overrides, (mean, std)) from ``meta['model_spec']`` (written by ``ModelSpecHook``).
+
+    Plain data only: the Python config text mmengine stores in ``meta['cfg']`` is never executed.
+    """
     meta = ckpt.get("meta") if isinstance(ckpt, Mapping) else None
-    cfg_text = meta.get("cfg") if isinstance(meta, Mapping) else None
-    if not cfg_text:
-        return None, None
-    from mmengine.config import Config
-    model = dict(Config.fromstring(cfg_text, ".py").model)
-    if model.get("type") != "MAEPretrainer":
-        return None, None
-    pre = model.pop("data_preprocessor", None) or {}
-    norm = None
-    if "mean" in pre and "std" in pre:
-        norm = (tuple(m / 255 for m in pre["mean"]), tuple(s / 255 for s in pre["std"]))
-    for key in ("type", "pretrained", "init_cfg"):
-        model.pop(key, None)
-    return model, norm
+    spec = meta.get("model_spec") if isinstance(meta, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return None, None, None
+    norm = (tuple(spec["mean"]), tuple(spec["std"])) if "mean" in spec and "std" in spec else None
+    return spec.get("arch"), dict(spec.get("kwargs", {})), norm
 
 
 def infer_mae_kwargs(sd: Mapping[str, torch.Tensor]) -> dict:
@@ -42,8 +38,14 @@ def infer_mae_kwargs(sd: Mapping[str, torch.Tensor]) -> dict:
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
     dec_dim = sd["decoder_embed.weight"].shape[0]
     dec_depth = len({m.group(1) for k in sd if (m := re.match(r"decoder_blocks\.(\d+)\.", k))})
-    heads = next((h for (pp, d, n, h) in ENCODER_SHAPES.values() if (pp, d, n) == (p, embed_dim, depth)),
-                 embed_dim // 64)
+    heads = next((h for (pp, d, n, h) in ENCODER_SHAPES.values() if (pp, d, n) == (p, embed_dim, depth)), None)
+    if heads is None:
+        heads = max(1, embed_dim // 64)
+        logger.warning("encoder shape (patch %d, dim %d, depth %d) matches no preset: assuming %d heads of 64 "
+                       "dims (head counts cannot be read from weights; pass --arch if this is wrong)",
+                       p, embed_dim, depth, heads)
+    if dec_dim != 512:
+        logger.warning("decoder width %d is not the paper's 512: assuming %d heads of 32 dims", dec_dim, dec_dim // 32)
     side = int(round((sd["pos_embed"].shape[1] - 1) ** 0.5))
     return dict(patch_size=p, in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=heads,
                 img_size=side * p, decoder_embed_dim=dec_dim, decoder_depth=dec_depth,
@@ -55,18 +57,22 @@ def build_mae_from_checkpoint(ckpt: Mapping, arch: Optional[str] = None, img_siz
                               norm_pix_loss: Optional[bool] = None,
                               source: str = "auto") -> Tuple[MaskedAutoencoder, LoadReport, Norm]:
     """A :class:`MaskedAutoencoder` shaped like the checkpoint (strict load, eval mode), its report and
-    pixel (mean, std) in 0-1 units (the run's, else ImageNet's)."""
-    kwargs, norm = _run_config(ckpt)
+    pixel (mean, std) in 0-1 units (the run's, else ImageNet's).
+
+    The shape comes from the saved model spec of our runs, else from the tensors (head counts
+    then follow the presets, or 64-d heads, with a warning: they cannot be read from weights).
+    """
+    name, kwargs, norm = saved_spec(ckpt)
     if kwargs is None:
         sd, _ = convert_state_dict(ckpt, source)
         kwargs = infer_mae_kwargs(sd)
         kwargs.setdefault("norm_pix_loss", False)
-    name = kwargs.pop("arch", None) or arch
+    name = arch or name
     if norm_pix_loss is not None:
         kwargs["norm_pix_loss"] = norm_pix_loss
     if img_size is not None:
         kwargs["img_size"] = img_size
-    model = create_model(arch or name, **kwargs) if (arch or name) else MaskedAutoencoder(**kwargs)
+    model = create_model(name, **kwargs) if name else MaskedAutoencoder(**kwargs)
     report = load_checkpoint(model, ckpt, strict=True, source=source)
     return model.eval(), report, norm or (IMAGENET_MEAN, IMAGENET_STD)
 

@@ -261,3 +261,65 @@ def test_source_detection_does_not_mistake_other_frameworks():
     assert detect_source({"backbone.layers.0.ln1.weight": torch.zeros(1)}) == "mmpretrain"
     assert detect_source({"vit.layers.0.attention.q_proj.weight": torch.zeros(1)}) == "hf"
     assert detect_source({"vit.encoder.layer.0.attention.attention.query.weight": torch.zeros(1)}) == "hf"
+
+
+class _Reduce:
+    def __init__(self, *rv):
+        self.rv = rv
+
+    def __reduce__(self):
+        return self.rv
+
+
+def test_getattr_globals_write_exploit_is_refused(tmp_path):
+    """getattr.__self__ -> builtins.eval, planted into a torch function's __globals__ via SETITEMS, then called.
+
+    The real builtins.getattr would let this run code under weights_only=True; the allow-listed stand-in
+    only returns HistoryBuffer's statistics methods.
+    """
+    pytest.importorskip("mmengine")
+    import collections
+    import torch._utils
+    import mae_backbone.engine  # noqa: F401  (allow-list active, as in every training process)
+    from mmengine.logging.history_buffer import HistoryBuffer
+    marker = tmp_path / "PWNED"
+    builtins_mod = _Reduce(getattr, (getattr, "__self__"))
+    evil_eval = _Reduce(getattr, (builtins_mod, "eval"))
+    fake_torch = _Reduce(collections.OrderedDict, (), {"nn": _Reduce(collections.OrderedDict, (), {"Parameter": evil_eval})})
+    plant = _Reduce(getattr, (torch._utils._rebuild_parameter, "__globals__"), None, None, iter([("torch", fake_torch)]))
+    code = f"(__import__('pathlib').Path({str(marker)!r}).write_text('ran'), type('X', (), {{}})())[1]"
+    trigger = _Reduce(torch._utils._rebuild_parameter, (code, {}, None))
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "meta": (HistoryBuffer, plant, trigger)}, path)
+    with pytest.raises(CheckpointError, match="refused getattr"):
+        read_checkpoint(path)
+    assert not marker.exists()
+    assert torch._utils._rebuild_parameter.__globals__["torch"] is torch
+
+
+def test_non_square_table_error_names_the_fix():
+    sd = mae().state_dict()
+    sd["pos_embed"] = torch.zeros(1, 1 + 12, 192)  # a 3 x 4 grid cannot be inferred
+    with pytest.raises(CheckpointError, match="resize_pos_embed"):
+        load_checkpoint(mae(), sd)
+
+
+def test_ddp_module_prefix_is_stripped():
+    src = randomized(mae())
+    dst = mae()
+    report = load_checkpoint(dst, {"model": {"module." + k: v for k, v in src.state_dict().items()}})
+    assert not report.missing and same_weights(src, dst)
+
+
+def test_nothing_matching_fails_even_when_not_strict():
+    with pytest.raises(CheckpointError, match="no tensor of the checkpoint"):
+        load_checkpoint(mae(), {"foo.weight": torch.zeros(2), "bar.bias": torch.zeros(2)}, strict=False)
+
+
+def test_saved_file_permissions_follow_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint({"model": {"w": torch.ones(1)}}, tmp_path / "c.pth")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644

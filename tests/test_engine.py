@@ -213,3 +213,53 @@ def test_gradient_accumulation_steps_every_n_iterations(tmp_path, photo_dir):
     state = runner.optim_wrapper.optimizer.state
     steps = {int(s["step"]) for s in state.values()}
     assert steps == {3}  # 6 iterations, one optimizer step per 2
+
+
+def test_replica_digest_handles_scalar_buffers():
+    from mae_backbone.engine.hooks import ReplicaCheckHook
+    bn = torch.nn.BatchNorm1d(3)  # num_batches_tracked is a 0-dim tensor
+    d = ReplicaCheckHook.tensor_digests(bn)
+    assert set(d) == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+    bn.num_batches_tracked += 1
+    assert ReplicaCheckHook.tensor_digests(bn)["num_batches_tracked"] != d["num_batches_tracked"]
+
+
+def test_rng_state_restored_on_resume_only():
+    from types import SimpleNamespace
+    from mae_backbone.engine.hooks import RNGStateHook
+    hook = RNGStateHook()
+    ckpt = {"rng_state": [RNGStateHook.capture()]}
+    log = SimpleNamespace(warning=lambda *a: None, info=lambda *a: None)
+    hook.after_load_checkpoint(SimpleNamespace(_resume=False, logger=log), ckpt)  # load_from
+    assert hook._pending is None
+    hook.after_load_checkpoint(SimpleNamespace(_resume=True, logger=log), ckpt)
+    assert hook._pending is ckpt["rng_state"][0]
+    expected = torch.rand(3)  # the first draw after the captured point
+    torch.rand(10)
+    hook.before_train(SimpleNamespace(logger=log))  # restores the captured point
+    assert torch.equal(torch.rand(3), expected) and hook._pending is None
+
+
+def test_constructor_rejects_name_rules_and_autocast_rejects_fp16():
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
+    ctor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type="LayerDecayOptimWrapperConstructor", paramwise_cfg=dict(custom_keys={"head": dict(lr_mult=10)}),
+        optim_wrapper_cfg=dict(optimizer=dict(type="AdamW", lr=1.0))))
+    with pytest.raises(ValueError, match="custom_keys"):
+        ctor(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="AmpOptimWrapper"):
+        OPTIM_WRAPPERS.build(dict(type="AutocastOptimWrapper", dtype="float16",
+                                  optimizer=torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)))
+
+
+def test_slurm_local_rank_comes_from_slurm(monkeypatch):
+    from mae_backbone.engine.launch import _slurm_env
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("SLURM_PROCID", "13")
+    monkeypatch.setenv("SLURM_NTASKS", "16")
+    monkeypatch.setenv("SLURM_LOCALID", "5")
+    monkeypatch.setenv("MASTER_ADDR", "node0")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    _slurm_env(29500)
+    assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("13", "16", "5")

@@ -79,3 +79,12 @@ def test_visualize_reconstruction_of_our_training_run(tmp_path, photo_dir):
     out = tmp_path / "recon.png"
     run_tool("visualize_reconstruction.py", ckpt, photo_dir / "chelsea.jpg", "--out", out)
     assert Image.open(out).size == (96 + 2 * 2, 3 * 96 + 4 * 2)
+
+
+def test_config_text_in_a_checkpoint_is_never_executed(tmp_path):
+    m, _ = small_official_mae(tmp_path)
+    marker = tmp_path / "RAN"
+    ckpt = {"meta": {"cfg": f"open({str(marker)!r}, 'w').write('x')\nmodel = dict(type='MAEPretrainer')"},
+            "state_dict": {"model." + k: v for k, v in m.state_dict().items()}}
+    model, report, _ = build_mae_from_checkpoint(ckpt)
+    assert not marker.exists() and not report.missing

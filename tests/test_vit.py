@@ -125,3 +125,38 @@ def test_freeze_lower_blocks():
     m2 = vit_tiny_patch16(img_size=32, depth=4)
     m2.freeze(0)
     assert all(p.requires_grad for n, p in m2.named_parameters() if n != "pos_embed")
+
+
+def test_learned_table_still_interpolated_after_freeze():
+    m = vit_tiny_patch16(img_size=32, depth=2, learnable_pos_embed=True)
+    m.pos_embed.data.normal_()
+    m.freeze(1)
+    from mae_backbone.models.pos_embed import resize_pos_embed
+    assert torch.equal(m.pos_embed_for((3, 3)), resize_pos_embed(m.pos_embed, (3, 3), (2, 2)))
+
+
+def test_freeze_can_be_undone():
+    m = vit_tiny_patch16(img_size=32, depth=4)
+    m.freeze(3)
+    m.freeze(1)
+    assert not any(p.requires_grad for p in m.blocks[0].parameters())
+    assert all(p.requires_grad for p in m.blocks[1].parameters())
+    m.freeze(0)
+    assert all(p.requires_grad for n, p in m.named_parameters() if n != "pos_embed")
+    assert not m.pos_embed.requires_grad  # fixed table stays fixed
+    m.train()
+    assert m.blocks[0].training and m.patch_embed.training
+
+
+def test_foreign_fixed_table_is_interpolated_not_replaced():
+    """mmpretrain's sin-cos table is transposed (first half encodes the row): keep it, interpolate it."""
+    from mae_backbone.models.pos_embed import resize_pos_embed
+    m = vit_tiny_patch16(img_size=64)  # 4 x 4
+    official = get_2d_sincos_pos_embed(192, (4, 4), cls_token=True)
+    transposed = official.clone()
+    transposed[1:] = official[1:].reshape(4, 4, 192).transpose(0, 1).reshape(16, 192)
+    assert torch.equal(m.pos_embed_for((6, 6))[0], get_2d_sincos_pos_embed(192, (6, 6), cls_token=True))
+    m.load_state_dict({**m.state_dict(), "pos_embed": transposed[None]})
+    assert torch.equal(m.pos_embed_for((6, 6)), resize_pos_embed(m.pos_embed.detach(), (6, 6), (4, 4)))
+    m.load_state_dict({**m.state_dict(), "pos_embed": official[None]})  # official again: rebuilt exactly
+    assert torch.equal(m.pos_embed_for((6, 6))[0], get_2d_sincos_pos_embed(192, (6, 6), cls_token=True))

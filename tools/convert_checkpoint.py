@@ -24,10 +24,15 @@ def main():
                                          read_checkpoint, save_checkpoint)
     from mae_backbone.models import create_model
 
-    sd, source = convert_state_dict(read_checkpoint(args.src), args.source)
+    ckpt = read_checkpoint(args.src)
+    sd, source = convert_state_dict(ckpt, args.source)
     if args.encoder_only:
         sd = encoder_state_dict(sd)
-    save_checkpoint({"model": sd, "meta": {"converted_from": source, "encoder_only": args.encoder_only}}, args.dst)
+    meta = {"converted_from": source, "encoder_only": args.encoder_only}
+    spec = ckpt.get("meta", {}).get("model_spec") if isinstance(ckpt.get("meta"), dict) else None
+    if spec is not None:  # keep what rebuilds the architecture (head counts cannot be read from weights)
+        meta["model_spec"] = spec
+    save_checkpoint({"model": sd, "meta": meta}, args.dst)
     print(f"converted {len(sd)} tensors from the {source} layout -> {args.dst}")
     if args.check:
         print(load_checkpoint(create_model(args.check), args.dst, strict=True))

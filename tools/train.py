@@ -19,13 +19,15 @@ def parse_args():
     p.add_argument("--amp", choices=["bf16", "fp16", "off"], help="override the config's mixed precision")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    p.add_argument("--local-rank", "--local_rank", type=int, default=0)
+    p.add_argument("--local-rank", "--local_rank", type=int, default=None,
+                   help="set by the legacy torch.distributed.launch; torchrun and slurm set it themselves")
     return p.parse_args()
 
 
 def main():
     args = parse_args()
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    if args.local_rank is not None:
+        os.environ["LOCAL_RANK"] = str(args.local_rank)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -10,7 +10,7 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # RNGStateHook makes --resume replay the uninterrupted run exactly.
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ModelSpecHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

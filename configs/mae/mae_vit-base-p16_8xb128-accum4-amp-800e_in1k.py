@@ -6,4 +6,4 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 optim_wrapper = dict(accumulative_counts=4)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='ReconstructionHook', interval=50)]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ModelSpecHook'), dict(type='ReconstructionHook', interval=50)]

@@ -31,5 +31,5 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40)
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=10, max_keep_ckpts=1))
-custom_hooks = [dict(type='RNGStateHook'), dict(type='ReconstructionHook', interval=10, num_images=8)]
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ModelSpecHook'), dict(type='ReconstructionHook', interval=10, num_images=8)]
 log_processor = dict(window_size=10, by_epoch=True)

@@ -31,5 +31,5 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100)
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=2))
-custom_hooks = [dict(type='RNGStateHook'),
+custom_hooks = [dict(type='RNGStateHook'), dict(type='ModelSpecHook'),
                 dict(type='ReconstructionHook', interval=10, num_images=8, mean=(mean,), std=(std,))]

@@ -82,15 +82,31 @@ class ReconstructionHook(Hook):
 
 
 @HOOKS.register_module()
+class ModelSpecHook(Hook):
+    """Store the model's plain-data spec in ``checkpoint['meta']['model_spec']``.
+
+    Tools rebuild the model from it (``mae_backbone.inference``) without executing the config
+    text mmengine also stores, which is Python and would run arbitrary code from the file.
+    """
+    priority = "LOW"
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if callable(getattr(model, "model_spec", None)):
+            checkpoint.setdefault("meta", {})["model_spec"] = model.model_spec()
+
+
+@HOOKS.register_module()
 class RNGStateHook(Hook):
     """Save every rank's torch / numpy / python RNG state in epoch checkpoints; restore on resume.
 
     With it (and :func:`seed_worker`), masks, drop path and augmentations after a resume are
     exactly those of the uninterrupted run. mmengine saves checkpoints on rank 0 only, so the
     states are gathered at the end of each epoch on all ranks (before ``CheckpointHook``, which
-    runs at VERY_LOW priority) and written by rank 0. A checkpoint saved mid-epoch carries only
-    rank 0's state and is replayed exactly only by a single-process run. Restoring happens in
-    ``before_train``, after mmengine's own resume logic, which may reseed.
+    runs at VERY_LOW priority) and written by rank 0. Exactness holds for the epoch-end
+    checkpoints of epoch-based training (mmengine restarts an interrupted epoch). Restoring
+    happens in ``before_train``, after mmengine's own resume logic, which may reseed; only
+    ``resume`` restores, ``load_from`` does not.
     """
     priority = "LOW"
 
@@ -108,12 +124,13 @@ class RNGStateHook(Hook):
 
     @staticmethod
     def restore(state: dict) -> None:
-        torch.set_rng_state(state["torch"])
+        # mmengine resumes with map_location=<device>: RNG tensors may arrive on the GPU
+        torch.set_rng_state(state["torch"].cpu())
         random.setstate(state["python"])
         name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
         if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+            torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
 
     def after_train_epoch(self, runner) -> None:
         states = [self.capture()]
@@ -130,6 +147,8 @@ class RNGStateHook(Hook):
             checkpoint["rng_state"] = [self.capture()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not getattr(runner, "_resume", False):
+            return  # load_from starts a new run: its randomness is its own
         states = checkpoint.get("rng_state")
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if not states:
@@ -165,7 +184,7 @@ class ReplicaCheckHook(Hook):
     @staticmethod
     def tensor_digests(model) -> dict:
         """name -> sha256 of the raw bytes, for every parameter and buffer."""
-        return {name: hashlib.sha256(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+        return {name: hashlib.sha256(t.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
                 for name, t in list(model.named_parameters()) + list(model.named_buffers())}
 
     def check(self, runner, done_iters: int) -> None:

@@ -19,7 +19,7 @@ def _slurm_env(port: int) -> None:
     """Fill torch.distributed's env variables from SLURM's."""
     os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
     os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
-    os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")  # one task per GPU on each node
     if "MASTER_ADDR" not in os.environ:
         nodes = os.environ["SLURM_NODELIST"]
         first = subprocess.check_output(["scontrol", "show", "hostnames", nodes], text=True).split()[0]

@@ -24,9 +24,19 @@ class MAEPretrainer(BaseModel):
     def __init__(self, arch: str = "mae_vit_base_patch16", data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None, init_cfg: Optional[dict] = None, **model_kwargs):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.arch, self.model_kwargs = arch, dict(model_kwargs)
         self.model = create_model(arch, **model_kwargs)
         if pretrained:
             load_checkpoint(self.model, pretrained, strict=True)
+
+    def model_spec(self) -> Dict:
+        """Plain-data description (preset, overrides, pixel mean/std in 0-1 units) to rebuild the model."""
+        spec = dict(arch=self.arch, kwargs=dict(self.model_kwargs))
+        pre = self.data_preprocessor
+        if getattr(pre, "_enable_normalize", False):
+            spec["mean"] = [float(m) / 255 for m in pre.mean.flatten()]
+            spec["std"] = [float(s) / 255 for s in pre.std.flatten()]
+        return spec
 
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = "tensor",
                 label=None, path=None):

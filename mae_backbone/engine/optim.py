@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 from torch import nn
@@ -26,7 +27,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model: nn.Module):
-        model = getattr(model, "module", model)
+        model = model.module if is_model_wrapper(model) else model
+        unknown = set(self.paramwise_cfg or {}) - {"layer_decay"}
+        if unknown:
+            raise ValueError(f"LayerDecayOptimWrapperConstructor understands paramwise_cfg=dict(layer_decay=...) "
+                             f"only, got {sorted(unknown)}: weight-decay exemptions come from the model's "
+                             f"no_weight_decay(); use DefaultOptimWrapperConstructor for name-based rules")
         cfg = self.optimizer_cfg.copy()
         lr, wd = cfg.get("lr"), cfg.get("weight_decay", 0.0)
         if lr is None:
@@ -59,8 +65,9 @@ class AutocastOptimWrapper(OptimWrapper):
 
     def __init__(self, dtype: str = "bfloat16", device_type: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
-        if dtype not in ("bfloat16", "float16"):
-            raise ValueError(f"dtype must be 'bfloat16' or 'float16', got {dtype!r}")
+        if dtype != "bfloat16":
+            raise ValueError(f"AutocastOptimWrapper runs bfloat16 only (got {dtype!r}): float16 needs loss "
+                             f"scaling, use type='AmpOptimWrapper', dtype='float16' on CUDA (--amp fp16)")
         self.dtype = getattr(torch, dtype)
         self.device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -2,12 +2,12 @@
 (the torch >= 2.6 default, which mmengine's own resume and ``load_from`` use) reads them.
 weights_only is never switched off.
 
-``HistoryBuffer`` pickles its statistics functions as ``getattr(HistoryBuffer, 'mean')``, so
-``builtins.getattr`` must be allowed for any mmengine checkpoint to load. That is safe under the
-weights-only unpickler: REDUCE may only *call* allow-listed callables, so attributes fetched by
-``getattr`` are inert data (tests/test_checkpoint.py shows a getattr chain to ``eval`` refused).
+``HistoryBuffer`` pickles its statistics functions as ``getattr(HistoryBuffer, 'mean')``.
+The real ``builtins.getattr`` must not be allowed: it reaches ``getattr.__self__`` (the
+builtins module) and from there any function's ``__globals__``. Instead a stand-in is
+registered under that name which only returns HistoryBuffer's statistics methods.
 """
-import builtins
+import pickle
 
 import numpy as np
 import torch
@@ -18,10 +18,23 @@ try:  # numpy >= 2
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray
 
+_STATISTICS = ("min", "max", "current", "mean")
+
+
+def history_buffer_getattr(obj, name):
+    """``getattr`` for unpickling: only ``HistoryBuffer`` statistics methods, anything else is refused."""
+    allowed = set(_STATISTICS) | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and isinstance(name, str) and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f"refused getattr(<{type(obj).__name__}>, {name!r}) while unpickling: only "
+                                 f"HistoryBuffer statistics methods are allowed")
+
+
 _DTYPES = ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
-SAFE_GLOBALS = [HistoryBuffer, builtins.getattr, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
-                *{type(np.dtype(t)) for t in _DTYPES}]
-# pickles written under numpy 1.x name the same functions under numpy.core
-SAFE_GLOBALS += [(multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-                 (multiarray.scalar, "numpy.core.multiarray.scalar")]
+SAFE_GLOBALS = [HistoryBuffer, (history_buffer_getattr, "builtins.getattr"),
+                multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
+                *{type(np.dtype(t)) for t in _DTYPES},
+                # pickles written under numpy 1.x name the same functions under numpy.core
+                (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+                (multiarray.scalar, "numpy.core.multiarray.scalar")]
 torch.serialization.add_safe_globals(SAFE_GLOBALS)

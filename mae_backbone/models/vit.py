@@ -14,7 +14,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from .attention import Block
-from .pos_embed import get_2d_sincos_pos_embed, resize_pos_embed, to_2tuple
+from .pos_embed import get_2d_sincos_pos_embed, is_sincos_table, resize_pos_embed, to_2tuple
 
 LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)
 
@@ -79,7 +79,13 @@ class VisionTransformer(nn.Module):
         self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self.num_prefix_tokens = 1
         self.grad_checkpointing = grad_checkpointing
+        self.learnable_pos_embed = learnable_pos_embed
         self.num_frozen_blocks = 0
+        # whether the fixed table is the official sin-cos one (rebuilt exactly at other grids) or a
+        # foreign layout (interpolated); re-decided whenever weights are loaded
+        self._pos_is_sincos = True
+        self._table_cache: dict = {}
+        self.register_load_state_dict_post_hook(VisionTransformer._after_load)
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -103,13 +109,35 @@ class VisionTransformer(nn.Module):
 
     # ------------------------------------------------------------ embeddings
     def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """Position table (1, 1 + h*w, D) for a patch grid; resized when it differs from the stored one."""
-        if tuple(grid) == self.grid:
+        """Position table (1, 1 + h*w, D) for a patch grid; resized when it differs from the stored one.
+
+        A learned table, or a fixed one in another layout (e.g. mmpretrain's transposed sin-cos),
+        is interpolated; the official fixed sin-cos table is rebuilt exactly for the new grid.
+        """
+        grid = tuple(grid)
+        if grid == self.grid:
             return self.pos_embed
-        if self.pos_embed.requires_grad:  # learned table: interpolate (keeps the gradient path)
+        if self.learnable_pos_embed:  # interpolate, keeping the gradient path
             return resize_pos_embed(self.pos_embed, grid, self.grid)
-        table = get_2d_sincos_pos_embed(self.embed_dim, grid, cls_token=True)[None]
-        return table.to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+        return self._fixed_table(grid)
+
+    def _fixed_table(self, grid: Tuple[int, int]) -> torch.Tensor:
+        """Cached fixed position table at ``grid`` (cache keyed on the parameter's identity and version)."""
+        key = (grid, self.pos_embed.data_ptr(), self.pos_embed._version, self.pos_embed.device, self.pos_embed.dtype)
+        if key not in self._table_cache:
+            if self._pos_is_sincos:
+                table = get_2d_sincos_pos_embed(self.embed_dim, grid, cls_token=True)[None]
+            else:
+                table = resize_pos_embed(self.pos_embed.detach(), grid, self.grid)
+            self._table_cache = {k: v for k, v in self._table_cache.items() if k[1:] == key[1:]}
+            self._table_cache[key] = table.to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+        return self._table_cache[key]
+
+    @staticmethod
+    def _after_load(module: "VisionTransformer", incompatible_keys) -> None:
+        """After any ``load_state_dict``: is the loaded fixed table the official sin-cos one?"""
+        module._pos_is_sincos = is_sincos_table(module.pos_embed.detach().float().cpu(), module.grid)
+        module._table_cache = {}
 
     def embed_patches(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, int]]:
         """Images (B, C, H, W) -> patch tokens + position (B, L, D), cls + its position (B, 1, D), grid."""
@@ -186,15 +214,19 @@ class VisionTransformer(nn.Module):
         return {"cls_token", "pos_embed"}
 
     def freeze(self, num_frozen_blocks: int) -> None:
-        """Freeze patch embedding, cls/pos tokens and blocks[:n] (no grad, eval mode); n = 0 freezes nothing."""
+        """Freeze patch embedding, cls/pos tokens and blocks[:n] (no grad, eval mode); n = 0 freezes nothing.
+
+        Calling it again replaces the previous setting (``freeze(0)`` unfreezes).
+        """
         if not 0 <= num_frozen_blocks <= self.depth:
             raise ValueError(f"num_frozen_blocks must be in [0, {self.depth}], got {num_frozen_blocks}")
         self.num_frozen_blocks = num_frozen_blocks
+        for m in (self.patch_embed, *self.blocks):
+            m.requires_grad_(True)
+        self.cls_token.requires_grad_(not num_frozen_blocks)
+        self.pos_embed.requires_grad_(self.learnable_pos_embed and not num_frozen_blocks)
         for m in self.frozen_modules():
             m.requires_grad_(False)
-        if num_frozen_blocks:
-            self.cls_token.requires_grad_(False)
-            self.pos_embed.requires_grad_(False)
         self.train(self.training)
 
     def frozen_modules(self) -> List[nn.Module]:
