@@ -279,7 +279,8 @@ def check_shapes(sd: StateDict, model: nn.Module) -> None:
 
 
 def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], strict: bool = True,
-                    source: str = "auto", allowed_missing: Sequence[str] = ()) -> LoadReport:
+                    source: str = "auto", allowed_missing: Sequence[str] = (),
+                    allowed_unexpected: Sequence[str] = ()) -> LoadReport:
     """Load a checkpoint (path or dict) of any supported layout into ``model``.
 
     Args:
@@ -287,6 +288,8 @@ def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], str
             or any checkpoint key is unexpected.
         source: ``auto`` or one of ``native, official, timm, mmpretrain, hf``.
         allowed_missing: regexes of keys the caller declares may be absent (new parameters).
+        allowed_unexpected: regexes of checkpoint keys the caller declares unused (e.g. the MAE
+            decoder when fine-tuning); they are still listed in the report.
     """
     ckpt = read_checkpoint(src) if isinstance(src, (str, os.PathLike)) else src
     raw, _ = unwrap(ckpt)
@@ -298,12 +301,13 @@ def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], str
     report.missing = sorted(model_keys - set(sd))
     report.unexpected = sorted(set(sd) - model_keys)
     undeclared = [k for k in report.missing if not any(re.search(p, k) for p in allowed_missing)]
-    if strict and (undeclared or report.unexpected):
+    surprising = [k for k in report.unexpected if not any(re.search(p, k) for p in allowed_unexpected)]
+    if strict and (undeclared or surprising):
         raise CheckpointError(
             f"strict load failed: {len(undeclared)} missing keys {_abbrev(undeclared)}, "
-            f"{len(report.unexpected)} unexpected keys {_abbrev(report.unexpected)}. "
+            f"{len(surprising)} unexpected keys {_abbrev(surprising)}. "
             f"Pass strict=False to load the rest (every skipped key is reported), or declare "
-            f"new parameters with allowed_missing.")
+            f"new parameters with allowed_missing / unused ones with allowed_unexpected.")
     report.loaded = len(model_keys & set(sd))
     if report.loaded == 0:
         raise CheckpointError(f"no tensor of the checkpoint ({len(sd)} keys, e.g. {_abbrev(report.unexpected, 3)}) "

@@ -5,6 +5,7 @@ from typing import Callable, Dict, List
 
 from torch import nn
 
+from .classifier import ViTClassifier
 from .mae import MaskedAutoencoder
 from .vit import VisionTransformer
 
@@ -50,3 +51,11 @@ def create_model(name: str, **overrides) -> nn.Module:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid presets: {', '.join(list_models())}")
     return _REGISTRY[name](**overrides)
+
+
+def create_classifier(arch: str, num_classes: int, **overrides) -> ViTClassifier:
+    """A :class:`ViTClassifier` with the shape of encoder preset ``arch`` (e.g. ``vit_base_patch16``)."""
+    key = arch[len("vit_"):] if arch.startswith("vit_") else None
+    if key not in ENCODER_SHAPES:
+        raise ValueError(f"unknown encoder preset {arch!r}; valid: {', '.join('vit_' + k for k in ENCODER_SHAPES)}")
+    return ViTClassifier(num_classes=num_classes, **{**_shape_kwargs(key), **overrides})
