@@ -11,7 +11,20 @@ from mmengine.registry import DATASETS, FUNCTIONS
 from .. import data
 from ..data import transforms as T
 
-_TRANSFORMS = {"pretrain": T.pretrain_transform, "eval": T.eval_transform}
+def timm_train_transform(img_size: int = 224, **kwargs):
+    """timm's fine-tuning augmentation (RandAugment, random erasing, ...); outputs normalised floats."""
+    from timm.data import create_transform
+    return create_transform(img_size, is_training=True, **kwargs)
+
+
+def timm_eval_transform(img_size: int = 224, crop_pct: float = 0.875, **kwargs):
+    """timm's evaluation transform (resize, centre crop, normalise)."""
+    from timm.data import create_transform
+    return create_transform(img_size, is_training=False, crop_pct=crop_pct, **kwargs)
+
+
+_TRANSFORMS = {"pretrain": T.pretrain_transform, "eval": T.eval_transform,
+               "timm_train": timm_train_transform, "timm_eval": timm_eval_transform}
 
 
 def build_transform(cfg):

@@ -1,0 +1,26 @@
+# ImageNet-1K classification (any ImageNet-style folder: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG).
+# Fine-tuning augmentation (paper Table 9): RandomResizedCrop (bicubic), flip, RandAugment(9, 0.5),
+# random erasing 0.25; no colour jitter. Evaluation: resize 256, centre crop 224.
+data_root = 'data/imagenet/'
+train_dataloader = dict(
+    batch_size=128, num_workers=10, persistent_workers=False, pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    worker_init_fn=dict(type='seed_worker'),
+    dataset=dict(type='ImageFolder', root=data_root + 'train',
+                 transform=dict(type='timm_train', img_size=224, interpolation='bicubic',
+                                auto_augment='rand-m9-mstd0.5-inc1', color_jitter=None,
+                                re_prob=0.25, re_mode='pixel', re_count=1)),
+)
+val_dataloader = dict(
+    batch_size=256, num_workers=10, persistent_workers=False, pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageFolder', root=data_root + 'val',
+                 transform=dict(type='timm_eval', img_size=224, crop_pct=0.875, interpolation='bicubic')),
+)
+val_evaluator = dict(type='TopKAccuracy', topk=(1, 5))
+val_cfg = dict(type='ValLoop')
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+test_cfg = dict(type='TestLoop')

@@ -1,0 +1,77 @@
+"""mmengine classification: fine-tune / partial / linear probe from an MAE checkpoint, top-k metric."""
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("mmengine")
+from mmengine.config import Config  # noqa: E402
+
+import mae_backbone.engine  # noqa: E402,F401
+from mae_backbone.engine import TopKAccuracy, build_runner  # noqa: E402
+from mae_backbone.models import mae_vit_tiny_patch16  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLS = os.path.join(ROOT, "configs", "classification")
+FMNIST = "/usr/share/datasets/fashion-mnist"
+needs_fmnist = pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist not installed")
+
+
+@pytest.fixture(scope="module")
+def mae_ckpt(tmp_path_factory):
+    """An MAE checkpoint in the official layout with the Fashion-MNIST encoder shape."""
+    torch.manual_seed(0)
+    m = mae_vit_tiny_patch16(img_size=28, patch_size=4, in_chans=1, depth=6, num_heads=3,
+                             decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
+    path = tmp_path_factory.mktemp("mae") / "mae_fmnist.pth"
+    torch.save({"model": m.state_dict()}, path)
+    return m, str(path)
+
+
+def small(cfg_name, work_dir, **model):
+    cfg = Config.fromfile(os.path.join(CLS, cfg_name))
+    cfg.merge_from_dict(dict(
+        work_dir=str(work_dir), model=model, train_cfg=dict(max_epochs=1, val_interval=1),
+        train_dataloader=dict(batch_size=32, num_workers=0, dataset=dict(limit=96)),
+        val_dataloader=dict(batch_size=64, num_workers=0, dataset=dict(limit=64)),
+        visualizer=dict(vis_backends=[dict(type="LocalVisBackend")])))
+    return cfg
+
+
+@needs_fmnist
+def test_partial_finetune_from_mae_trains_only_last_blocks(tmp_path, mae_ckpt):
+    mae, path = mae_ckpt
+    runner = build_runner(small("vit-tiny-p4_mae-partial_1xb256-20e_fashion-mnist.py", tmp_path,
+                                pretrained=path, finetune_blocks=2))
+    clf = runner.model.model
+    assert set(runner.model.load_report.missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    assert torch.equal(clf.blocks[0].attn.qkv.weight, mae.blocks[0].attn.qkv.weight)
+    metrics = runner.train() and runner.val_loop.run()
+    assert set(metrics) == {"accuracy/top1", "accuracy/top5"} and 0 <= metrics["accuracy/top1"] <= 100
+    for i in range(4):  # frozen blocks: bit-identical to the checkpoint after training
+        assert torch.equal(clf.blocks[i].mlp.fc1.weight, mae.blocks[i].mlp.fc1.weight)
+    assert not torch.equal(clf.blocks[5].mlp.fc1.weight, mae.blocks[5].mlp.fc1.weight)
+    assert torch.equal(clf.patch_embed.proj.weight, mae.patch_embed.proj.weight)
+
+
+@needs_fmnist
+def test_linear_probe_with_lars_trains_the_head_only(tmp_path, mae_ckpt):
+    mae, path = mae_ckpt
+    runner = build_runner(small("vit-tiny-p4_mae-linprobe_1xb256-20e_fashion-mnist.py", tmp_path, pretrained=path))
+    clf = runner.model.model
+    before = {k: v.clone() for k, v in clf.state_dict().items()}
+    runner.train()
+    assert type(runner.optim_wrapper.optimizer).__name__ == "Lars"  # built lazily by train()
+    after = clf.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked",
+                       "head.1.weight", "head.1.bias"}
+
+
+def test_topk_accuracy_values():
+    metric = TopKAccuracy(topk=(1, 2))
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.5], [0.2, 0.3, 0.5]])
+    metric.process(None, [dict(logits=l, label=torch.tensor(y)) for l, y in zip(logits, [1, 2, 0])])
+    assert metric.compute_metrics(metric.results) == {"top1": pytest.approx(100 / 3), "top2": pytest.approx(200 / 3)}
+    with pytest.raises(ValueError, match="topk"):
+        TopKAccuracy(topk=(0,))
