@@ -21,8 +21,8 @@ needs_fmnist = pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fas
 def mae_ckpt(tmp_path_factory):
     """An MAE checkpoint in the official layout with the Fashion-MNIST encoder shape."""
     torch.manual_seed(0)
-    m = mae_vit_tiny_patch16(img_size=28, patch_size=4, in_chans=1, depth=6, num_heads=3,
-                             decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
+    m = mae_vit_tiny_patch16(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=6, num_heads=3,
+                             decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2)
     path = tmp_path_factory.mktemp("mae") / "mae_fmnist.pth"
     torch.save({"model": m.state_dict()}, path)
     return m, str(path)
@@ -41,7 +41,7 @@ def small(cfg_name, work_dir, **model):
 @needs_fmnist
 def test_partial_finetune_from_mae_trains_only_last_blocks(tmp_path, mae_ckpt):
     mae, path = mae_ckpt
-    runner = build_runner(small("vit-tiny-p4_mae-partial_1xb256-20e_fashion-mnist.py", tmp_path,
+    runner = build_runner(small("vit-d96-p4_mae-partial_1xb256-1e_fashion-mnist.py", tmp_path,
                                 pretrained=path, finetune_blocks=2))
     clf = runner.model.model
     assert set(runner.model.load_report.missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
@@ -57,7 +57,7 @@ def test_partial_finetune_from_mae_trains_only_last_blocks(tmp_path, mae_ckpt):
 @needs_fmnist
 def test_linear_probe_with_lars_trains_the_head_only(tmp_path, mae_ckpt):
     mae, path = mae_ckpt
-    runner = build_runner(small("vit-tiny-p4_mae-linprobe_1xb256-20e_fashion-mnist.py", tmp_path, pretrained=path))
+    runner = build_runner(small("vit-d96-p4_mae-linprobe_1xb256-1e_fashion-mnist.py", tmp_path, pretrained=path))
     clf = runner.model.model
     before = {k: v.clone() for k, v in clf.state_dict().items()}
     runner.train()

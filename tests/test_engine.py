@@ -189,7 +189,7 @@ def test_amp_switch():
 @pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_config_trains(tmp_path):
-    cfg = Config.fromfile(os.path.join(ROOT, "configs", "mae", "mae_vit-tiny-p4_1xb256-100e_fashion-mnist.py"))
+    cfg = Config.fromfile(os.path.join(ROOT, "configs", "mae", "mae_vit-d96-p4_1xb256-10e_fashion-mnist.py"))
     cfg.merge_from_dict(dict(work_dir=str(tmp_path), train_cfg=dict(max_epochs=1),
                              train_dataloader=dict(batch_size=32, num_workers=0, dataset=dict(limit=96)),
                              visualizer=dict(vis_backends=[dict(type="LocalVisBackend")])))

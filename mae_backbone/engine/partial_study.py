@@ -1,0 +1,117 @@
+"""Partial fine-tuning study (MAE paper Fig. 9): one training per k, top-1 vs. fine-tuned blocks."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from mmengine.config import Config
+from mmengine.dist import is_main_process
+
+from .launch import build_runner
+
+FIELDS = ("init", "k", "blocks", "top1", "top5", "train_seconds", "trainable_params")
+
+
+def parse_blocks(values: Sequence[str]) -> List[Union[int, str]]:
+    """CLI values -> k list: ints or 'all'."""
+    out = []
+    for v in values:
+        if v == "all":
+            out.append("all")
+        elif str(v).isdigit():
+            out.append(int(v))
+        else:
+            raise ValueError(f"--blocks takes non-negative integers or 'all', got {v!r}")
+    return out
+
+
+def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_dir: Path,
+              launcher: str = "none") -> Dict:
+    """Train one configuration with the last ``k`` blocks trainable; evaluate; return its result row."""
+    cfg = Config(cfg.to_dict())  # independent copy
+    cfg.work_dir = str(work_dir)
+    cfg.model.finetune_blocks = k
+    cfg.model.pretrained = pretrained
+    t0 = time.time()
+    runner = build_runner(cfg, launcher)
+    runner.train()
+    seconds = time.time() - t0
+    metrics = runner.val_loop.run()
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    depth = model.model.depth
+    return dict(init="MAE" if pretrained else "random init", k=str(k), blocks=depth if k == "all" else int(k),
+                top1=round(float(metrics["accuracy/top1"]), 2), top5=round(float(metrics["accuracy/top5"]), 2),
+                train_seconds=round(seconds, 1), trainable_params=model.freeze_report.trainable)
+
+
+def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Optional[str], work_dir: str,
+              baseline_random_init: bool = False, cfg_options: Optional[dict] = None,
+              launcher: str = "none") -> List[Dict]:
+    """Run (or resume) every (init, k) point; write study.csv, study.md and study.png in ``work_dir``."""
+    from tqdm import tqdm
+    if not pretrained and not baseline_random_init:
+        raise ValueError("nothing to compare: pass --pretrained CKPT and/or --baseline-random-init")
+    if pretrained and not os.path.isfile(pretrained):
+        raise FileNotFoundError(f"pretrained checkpoint not found: {pretrained}")
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    inits = ([("mae", pretrained)] if pretrained else []) + ([("random", None)] if baseline_random_init else [])
+    points = [(name, ckpt, k) for name, ckpt in inits for k in blocks]
+    out = Path(work_dir)
+    rows = []
+    for name, ckpt, k in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
+        point_dir = out / f"{name}_k{k}"
+        done = point_dir / "result.json"
+        if done.exists():
+            rows.append(json.loads(done.read_text()))
+            if is_main_process():
+                tqdm.write(f"skipping finished point {name} k={k} ({done})")
+            continue
+        row = run_point(cfg, k, ckpt, point_dir, launcher)
+        if is_main_process():
+            point_dir.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(row))
+        rows.append(row)
+    if is_main_process():
+        write_outputs(rows, out)
+    return rows
+
+
+def write_outputs(rows: List[Dict], out: Path) -> None:
+    """study.csv, study.md (Markdown table) and study.png (top-1 vs. number of fine-tuned blocks)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "study.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| init | fine-tuned blocks | top-1 | top-5 | trainable params | train time (s) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['init']} | {r['k']} | {r['top1']:.2f} | {r['top5']:.2f} | {r['trainable_params']:,} | "
+              f"{r['train_seconds']:.0f} |" for r in rows]
+    (out / "study.md").write_text("\n".join(lines) + "\n")
+    plot(rows, out / "study.png")
+
+
+def plot(rows: List[Dict], path: Path) -> None:
+    """Figure-9-style plot: x = number of fine-tuned blocks, y = top-1, one line per initialisation."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    for init in dict.fromkeys(r["init"] for r in rows):
+        pts = sorted((int(r["blocks"]), float(r["top1"])) for r in rows if r["init"] == init)
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker="o", label=init)
+        for x, y in pts:
+            ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_xlabel("# blocks fine-tuned")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
