@@ -75,3 +75,26 @@ def test_topk_accuracy_values():
     assert metric.compute_metrics(metric.results) == {"top1": pytest.approx(100 / 3), "top2": pytest.approx(200 / 3)}
     with pytest.raises(ValueError, match="topk"):
         TopKAccuracy(topk=(0,))
+
+
+@needs_fmnist
+def test_tools_test_evaluates_a_classification_checkpoint(tmp_path, mae_ckpt):
+    import subprocess
+    import sys
+    _, path = mae_ckpt
+    cfg = os.path.join(CLS, "vit-d96-p4_mae-ft_1xb256-1e_fashion-mnist.py")
+    common = ["--cfg-options", "train_dataloader.dataset.limit=64", "train_dataloader.batch_size=32",
+              "val_dataloader.dataset.limit=128"]
+    train = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), cfg, "--work-dir",
+                            str(tmp_path / "ft"), *common, f"model.pretrained={path}"],
+                           capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert train.returncode == 0, train.stderr[-3000:]
+    test = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "test.py"), cfg, str(tmp_path / "ft" / "epoch_1.pth"),
+                           "--work-dir", str(tmp_path / "test"), *common, "test_dataloader.dataset.limit=128"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert test.returncode == 0, test.stderr[-3000:]
+    line = [l for l in test.stdout.splitlines() if l.startswith("accuracy/top1")][-1]
+    top1 = float(line.split()[1])
+    # the same checkpoint, evaluated on the same 128 images, gives the number the training run logged
+    logged = open(next((tmp_path / "ft").glob("*/*.log"))).read()
+    assert f"accuracy/top1: {top1:.4f}" in logged

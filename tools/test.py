@@ -27,7 +27,7 @@ def main():
     cfg.load_from, cfg.resume = args.checkpoint, False
     from mae_backbone.engine import build_runner
     metrics = build_runner(cfg, args.launcher).test()
-    print(" ".join(f"{k}: {v:.2f}" for k, v in metrics.items()))
+    print(" ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
 
 
 if __name__ == "__main__":

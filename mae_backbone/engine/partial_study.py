@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.config import Config
 from mmengine.dist import is_main_process
+from mmengine.model import is_model_wrapper
 
 from .launch import build_runner
 
@@ -41,7 +42,7 @@ def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_d
     runner.train()
     seconds = time.time() - t0
     metrics = runner.val_loop.run()
-    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     depth = model.model.depth
     return dict(init="MAE" if pretrained else "random init", k=str(k), blocks=depth if k == "all" else int(k),
                 top1=round(float(metrics["accuracy/top1"]), 2), top5=round(float(metrics["accuracy/top5"]), 2),
