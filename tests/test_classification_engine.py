@@ -98,3 +98,27 @@ def test_tools_test_evaluates_a_classification_checkpoint(tmp_path, mae_ckpt):
     # the same checkpoint, evaluated on the same 128 images, gives the number the training run logged
     logged = open(next((tmp_path / "ft").glob("*/*.log"))).read()
     assert f"accuracy/top1: {top1:.4f}" in logged
+
+
+@pytest.mark.parametrize("size,blr,decay,drop_path,epochs", [
+    ("base-p16", 5e-4, 0.65, 0.1, 100), ("large-p16", 1e-3, 0.75, 0.2, 50), ("huge-p14", 1e-3, 0.75, 0.3, 50)])
+def test_finetune_and_linprobe_recipes(size, blr, decay, drop_path, epochs):
+    """Paper Table 9 (fine-tuning) and Table 10 (linear probing)."""
+    from mae_backbone.engine import scale_lr
+    [ft_name] = [f for f in os.listdir(CLS) if f.startswith(f"vit-{size}_mae-ft")]
+    ft = Config.fromfile(os.path.join(CLS, ft_name))
+    assert (ft.blr, ft.optim_wrapper.paramwise_cfg.layer_decay, ft.model.drop_path_rate) == (blr, decay, drop_path)
+    assert ft.train_cfg.max_epochs == epochs and ft.param_scheduler[0].end == 5
+    assert ft.model.mixup == dict(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1)
+    assert ft.model.global_pool == "avg" and ft.model.finetune_blocks == "all"
+    aug = ft.train_dataloader.dataset.transform
+    assert (aug.auto_augment, aug.re_prob, aug.color_jitter) == ("rand-m9-mstd0.5-inc1", 0.25, None)
+    assert scale_lr(ft, world_size=8) == pytest.approx(blr * 1024 / 256)
+    lp = Config.fromfile(os.path.join(CLS, f"vit-{size}_mae-linprobe_8xb512-accum4-90e_in1k.py"))
+    assert lp.model.arch == ft.model.arch and lp.model.linear_probe and lp.model.global_pool == "token"
+    assert lp.model.finetune_blocks == 0 and lp.optim_wrapper.optimizer.type == "LARS"
+    assert lp.optim_wrapper.optimizer.weight_decay == 0 and lp.train_cfg.max_epochs == 90
+    assert scale_lr(lp, world_size=8) == pytest.approx(0.1 * 16384 / 256)
+    assert lp.train_dataloader.dataset.transform.auto_augment is None
+    partial = Config.fromfile(os.path.join(CLS, f"vit-{size}_mae-partial_8xb128_in1k.py"))
+    assert partial.model.finetune_blocks == 4 and partial.model.arch == ft.model.arch
