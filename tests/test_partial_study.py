@@ -44,8 +44,10 @@ def test_study_runs_resumes_and_reports(tmp_path):
     assert trainable[("MAE", "0")] < trainable[("MAE", "all")] and trainable[("MAE", "0")] == 2 * 96 + 96 * 10 + 10
     assert Image.open(out / "study.png").size[0] > 300
     assert "| MAE | all |" in (out / "study.md").read_text()
-    for point in ["mae_k0", "mae_kall", "random_k0", "random_kall"]:
-        assert list((out / point).glob("*/*.log")), f"{point} kept no log"
+    for point in ["mae_k0", "mae_kall", "random_k0", "random_kall"]:  # each point keeps its own log
+        logs = list((out / point).glob("*/*.log"))
+        assert len(logs) == 1, f"{point}: {logs}"
+        assert (str(ckpt) in logs[0].read_text()) == point.startswith("mae"), point
     # resume: finished points are skipped, their results untouched
     stamp = (out / "mae_k0" / "result.json").stat().st_mtime_ns
     log = run_study(out, ckpt)

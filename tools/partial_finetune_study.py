@@ -24,12 +24,16 @@ def main():
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     args = p.parse_args()
 
+    from mae_backbone.engine import shutdown_distributed
     from mae_backbone.engine.partial_study import parse_blocks, run_study
 
     work_dir = args.work_dir or osp.join("work_dirs", "study_" + osp.splitext(osp.basename(args.config))[0])
-    rows = run_study(args.config, parse_blocks(args.blocks), args.pretrained, work_dir,
-                     baseline_random_init=args.baseline_random_init, cfg_options=args.cfg_options,
-                     launcher=args.launcher)
+    try:
+        rows = run_study(args.config, parse_blocks(args.blocks), args.pretrained, work_dir,
+                         baseline_random_init=args.baseline_random_init, cfg_options=args.cfg_options,
+                         launcher=args.launcher)
+    finally:
+        shutdown_distributed()
     if rows:
         print(open(osp.join(work_dir, "study.md")).read())
         print(f"wrote {work_dir}/study.csv, study.md, study.png")

@@ -25,8 +25,11 @@ def main():
     cfg.work_dir = args.work_dir or osp.join("work_dirs", "test_" + osp.splitext(osp.basename(args.config))[0])
     cfg.model.pretrained = None  # the evaluated checkpoint holds every weight
     cfg.load_from, cfg.resume = args.checkpoint, False
-    from mae_backbone.engine import build_runner
-    metrics = build_runner(cfg, args.launcher).test()
+    from mae_backbone.engine import build_runner, shutdown_distributed
+    try:
+        metrics = build_runner(cfg, args.launcher).test()
+    finally:
+        shutdown_distributed()
     print(" ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
 
 

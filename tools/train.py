@@ -39,9 +39,11 @@ def main():
     if args.amp:
         from mae_backbone.engine.launch import set_amp
         set_amp(cfg, args.amp)
-    from mae_backbone.engine import build_runner
-    runner = build_runner(cfg, args.launcher)
-    runner.train()
+    from mae_backbone.engine import build_runner, shutdown_distributed
+    try:
+        build_runner(cfg, args.launcher).train()
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == "__main__":

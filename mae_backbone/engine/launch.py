@@ -53,6 +53,13 @@ def init_distributed(launcher: str, port: int = 29500, timeout_s: int = 1800) ->
     return dist.get_world_size()
 
 
+def shutdown_distributed() -> None:
+    """Destroy the process group (if any) before exit: gloo aborts a process that exits with it alive."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def scale_lr(cfg: Config, world_size: int) -> Optional[float]:
     """If ``optim_wrapper.optimizer.lr`` is None, set lr = blr * effective batch / 256 (MAE's rule).
 

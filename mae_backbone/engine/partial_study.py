@@ -35,6 +35,9 @@ def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_d
     """Train one configuration with the last ``k`` blocks trainable; evaluate; return its result row."""
     cfg = Config(cfg.to_dict())  # independent copy
     cfg.work_dir = str(work_dir)
+    # mmengine keys its logger by experiment name (default: config + timestamp in seconds): two points
+    # started within one second would share a log file. A name per point keeps each point's log its own.
+    cfg.experiment_name = f"{Path(work_dir).name}_{time.strftime('%Y%m%d_%H%M%S')}"
     cfg.model.finetune_blocks = k
     cfg.model.pretrained = pretrained
     t0 = time.time()
