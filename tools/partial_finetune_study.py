@@ -28,15 +28,16 @@ def main():
     from mae_backbone.engine.partial_study import parse_blocks, run_study
 
     work_dir = args.work_dir or osp.join("work_dirs", "study_" + osp.splitext(osp.basename(args.config))[0])
+    from mmengine.dist import is_main_process
     try:
         rows = run_study(args.config, parse_blocks(args.blocks), args.pretrained, work_dir,
                          baseline_random_init=args.baseline_random_init, cfg_options=args.cfg_options,
                          launcher=args.launcher)
+        if rows and is_main_process():  # before the process group goes away
+            print(open(osp.join(work_dir, "study.md")).read())
+            print(f"wrote {work_dir}/study.csv, study.md, study.png")
     finally:
         shutdown_distributed()
-    if rows:
-        print(open(osp.join(work_dir, "study.md")).read())
-        print(f"wrote {work_dir}/study.csv, study.md, study.png")
 
 
 if __name__ == "__main__":

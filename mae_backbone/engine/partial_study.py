@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 
-from .launch import build_runner
+from .launch import build_runner, init_distributed
 
 FIELDS = ("init", "k", "blocks", "top1", "top5", "train_seconds", "trainable_params")
 
@@ -61,6 +61,7 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
         raise ValueError("nothing to compare: pass --pretrained CKPT and/or --baseline-random-init")
     if pretrained and not os.path.isfile(pretrained):
         raise FileNotFoundError(f"pretrained checkpoint not found: {pretrained}")
+    init_distributed(launcher)  # before any rank-dependent decision (skipping, writing)
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -71,8 +72,8 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     for name, ckpt, k in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
         point_dir = out / f"{name}_k{k}"
         done = point_dir / "result.json"
-        if done.exists():
-            rows.append(json.loads(done.read_text()))
+        if _rank0_says(done.exists()):  # every rank must agree, even without a shared filesystem
+            rows.append(json.loads(done.read_text()) if is_main_process() else {})
             if is_main_process():
                 tqdm.write(f"skipping finished point {name} k={k} ({done})")
             continue
@@ -84,6 +85,16 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     if is_main_process():
         write_outputs(rows, out)
     return rows
+
+
+def _rank0_says(flag: bool) -> bool:
+    """Rank 0's value of ``flag`` on every rank (a broadcast under DDP)."""
+    from mmengine.dist import broadcast_object_list, get_world_size
+    if get_world_size() == 1:
+        return flag
+    box = [flag]
+    broadcast_object_list(box, src=0)
+    return bool(box[0])
 
 
 def write_outputs(rows: List[Dict], out: Path) -> None:
