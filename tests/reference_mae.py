@@ -58,3 +58,21 @@ def hf_vitmae(hidden=192, heads=3, depth=2, decoder_hidden=32, decoder_heads=4, 
     for p in hf.parameters():  # HF initialises some tensors to zero or one: make all of them informative
         p.data.normal_(0, 0.05 if p.ndim > 1 else 0.2)
     return hf
+
+
+@torch.no_grad()
+def official_lars_step(params, lr, momentum=0.9, weight_decay=0.0, trust_coefficient=0.001, state=None):
+    """One step of the official MAE LARS (util/lars.py): trust ratio for ndim > 1, momentum buffer 'mu'."""
+    state = {} if state is None else state
+    for p in params:
+        dp = p.grad
+        if p.ndim > 1:
+            dp = dp.add(p, alpha=weight_decay)
+            pn, un = torch.norm(p), torch.norm(dp)
+            one = torch.ones_like(pn)
+            q = torch.where(pn > 0.0, torch.where(un > 0, trust_coefficient * pn / un, one), one)
+            dp = dp.mul(q)
+        mu = state.setdefault(p, torch.zeros_like(p))
+        mu.mul_(momentum).add_(dp)
+        p.add_(mu, alpha=-lr)
+    return state

@@ -90,7 +90,7 @@ def test_tools_test_evaluates_a_classification_checkpoint(tmp_path, mae_ckpt):
                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert train.returncode == 0, train.stderr[-3000:]
     test = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "test.py"), cfg, str(tmp_path / "ft" / "epoch_1.pth"),
-                           "--work-dir", str(tmp_path / "test"), *common, "test_dataloader.dataset.limit=128"],
+                           "--work-dir", str(tmp_path / "test"), *common],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert test.returncode == 0, test.stderr[-3000:]
     line = [l for l in test.stdout.splitlines() if l.startswith("accuracy/top1")][-1]
@@ -98,6 +98,13 @@ def test_tools_test_evaluates_a_classification_checkpoint(tmp_path, mae_ckpt):
     # the same checkpoint, evaluated on the same 128 images, gives the number the training run logged
     logged = open(next((tmp_path / "ft").glob("*/*.log"))).read()
     assert f"accuracy/top1: {top1:.4f}" in logged
+    # a checkpoint of another head (linear probe) does not fit the fine-tuning model: a clear failure
+    lp_cfg = os.path.join(CLS, "vit-d96-p4_mae-linprobe_1xb256-1e_fashion-mnist.py")
+    wrong = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "test.py"), lp_cfg,
+                            str(tmp_path / "ft" / "epoch_1.pth"), "--work-dir", str(tmp_path / "test2"), *common],
+                           capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert wrong.returncode != 0
+    assert "do not match exactly" in wrong.stderr and "missing keys in source state_dict: model.norm.weight" in wrong.stderr
 
 
 @pytest.mark.parametrize("size,blr,decay,drop_path,epochs", [
@@ -122,3 +129,26 @@ def test_finetune_and_linprobe_recipes(size, blr, decay, drop_path, epochs):
     assert lp.train_dataloader.dataset.transform.auto_augment is None
     partial = Config.fromfile(os.path.join(CLS, f"vit-{size}_mae-partial_8xb128_in1k.py"))
     assert partial.model.finetune_blocks == 4 and partial.model.arch == ft.model.arch
+
+
+def test_lars_linear_probe_matches_official_update():
+    """The registered LARS with weight decay 0 must still apply the trust ratio to matrices (not biases)."""
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    from reference_mae import official_lars_step
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 3)
+    ref = torch.nn.Linear(8, 3)
+    ref.load_state_dict(head.state_dict())
+    ctor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type="LayerDecayOptimWrapperConstructor",
+        optim_wrapper_cfg=dict(optimizer=dict(type="LARS", lr=0.1, weight_decay=0.0, momentum=0.9))))
+    opt = ctor(head).optimizer
+    state = None
+    for _ in range(2):
+        x = torch.randn(4, 8)
+        for m in (head, ref):
+            m.zero_grad()
+            m(x).square().sum().backward()
+        opt.step()
+        state = official_lars_step(list(ref.parameters()), lr=0.1, state=state)
+    assert torch.allclose(head.weight, ref.weight, atol=1e-6) and torch.allclose(head.bias, ref.bias, atol=1e-6)

@@ -1,4 +1,8 @@
-"""Evaluate a checkpoint with a config's test set: python tools/test.py CONFIG CKPT [--cfg-options k=v ...]"""
+"""Evaluate a checkpoint: python tools/test.py CONFIG CKPT [--split val|test] [--cfg-options k=v ...]
+
+Every weight of the checkpoint must match the model (strict load); the default split is the config's
+validation set (``val_dataloader`` / ``val_evaluator``), which derived configs and --cfg-options edit.
+"""
 import argparse
 import os.path as osp
 import sys
@@ -9,9 +13,11 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
     p.add_argument("checkpoint")
+    p.add_argument("--split", choices=["val", "test"], default="val",
+                   help="evaluate val_dataloader (default) or the config's own test_dataloader")
     p.add_argument("--work-dir", help="default: work_dirs/test_<config name>")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
@@ -23,14 +29,18 @@ def main():
     if not osp.isfile(args.checkpoint):
         sys.exit(f"checkpoint not found: {args.checkpoint}")
     cfg.work_dir = args.work_dir or osp.join("work_dirs", "test_" + osp.splitext(osp.basename(args.config))[0])
+    if args.split == "val":  # base configs set test_dataloader as a copy made before any override
+        cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
     cfg.model.pretrained = None  # the evaluated checkpoint holds every weight
-    cfg.load_from, cfg.resume = args.checkpoint, False
+    cfg.load_from, cfg.resume = None, False
     from mae_backbone.engine import build_runner, shutdown_distributed
     try:
-        metrics = build_runner(cfg, args.launcher).test()
+        runner = build_runner(cfg, args.launcher)
+        runner.load_checkpoint(args.checkpoint, strict=True)  # mmengine's default is non-strict
+        metrics = runner.test()
+        print(" ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
     finally:
         shutdown_distributed()
-    print(" ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for g in groups:
             g["lr"] = lr * g["lr_scale"]
             g.pop("names")
+            if cfg["type"] in ("LARS", "Lars"):
+                # official MAE LARS (util/lars.py): trust ratio on every tensor with ndim > 1, never on
+                # biases / norms, whatever the weight decay; timm's Lars adapts only when wd != 0 unless told
+                g["always_adapt"] = all(p.ndim > 1 for p in g["params"])
         cfg["params"] = groups
         optimizer = OPTIMIZERS.build(cfg)
         n_decay = sum(p.numel() for g in groups if g["weight_decay"] for p in g["params"])
