@@ -75,11 +75,11 @@ def partial_finetune(model: nn.Module, k: Union[int, str], variant: str = "block
         raise ValueError(f"variant 'mlp' fine-tunes the MLP of the last block only: use k=1, got k={k}")
     for p in model.parameters():  # start from "everything trains", then freeze
         p.requires_grad_(True)
-    backbone.freeze(depth - k if variant == "blocks" else depth)
-    if variant == "mlp":
+    backbone.freeze(depth - k)
+    if variant == "mlp":  # the last block stays in train mode (drop path on) with its attention frozen
         last = backbone.blocks[-1]
-        for m in (last.norm2, last.mlp):
-            m.requires_grad_(True)
+        for m in (last.norm1, last.attn):
+            m.requires_grad_(False)
     if k == 0:  # linear probing: the final norm is part of the frozen encoder
         backbone.norm.requires_grad_(False)
     model.train(model.training)

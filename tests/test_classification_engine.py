@@ -110,7 +110,7 @@ def test_tools_test_evaluates_a_classification_checkpoint(tmp_path, mae_ckpt):
 @pytest.mark.parametrize("size,blr,decay,drop_path,epochs", [
     ("base-p16", 5e-4, 0.65, 0.1, 100), ("large-p16", 1e-3, 0.75, 0.2, 50), ("huge-p14", 1e-3, 0.75, 0.3, 50)])
 def test_finetune_and_linprobe_recipes(size, blr, decay, drop_path, epochs):
-    """Paper Table 9 (fine-tuning) and Table 10 (linear probing)."""
+    """The official FINETUNE.md / LINPROBE recipes (paper Tables 9 and 10), as issue 3 lists them."""
     from mae_backbone.engine import scale_lr
     [ft_name] = [f for f in os.listdir(CLS) if f.startswith(f"vit-{size}_mae-ft")]
     ft = Config.fromfile(os.path.join(CLS, ft_name))
@@ -152,3 +152,12 @@ def test_lars_linear_probe_matches_official_update():
         opt.step()
         state = official_lars_step(list(ref.parameters()), lr=0.1, state=state)
     assert torch.allclose(head.weight, ref.weight, atol=1e-6) and torch.allclose(head.bias, ref.bias, atol=1e-6)
+
+
+def test_ambiguous_mixup_settings_are_rejected():
+    from mae_backbone.engine import MAEClassifier
+    kw = dict(arch="vit_tiny_patch16", num_classes=4, img_size=32, depth=1)
+    with pytest.raises(ValueError, match="inside it"):
+        MAEClassifier(mixup=dict(mixup_alpha=0.8), label_smoothing=0.1, **kw)
+    with pytest.raises(ValueError, match="mixes nothing"):
+        MAEClassifier(mixup=dict(mixup_alpha=0.0, cutmix_alpha=0.0), **kw)

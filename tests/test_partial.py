@@ -105,3 +105,11 @@ def test_report_rows_per_layer():
     assert "| block 3 |" in str(report)
     with pytest.raises(TypeError, match="freeze"):
         freeze_report(torch.nn.Linear(2, 2))
+
+
+def test_mlp_variant_keeps_last_block_in_train_mode():
+    m = clf()
+    partial_finetune(m, 1, variant="mlp")
+    m.train()
+    assert m.blocks[3].training and not m.blocks[2].training
+    assert not any(p.requires_grad for p in m.blocks[3].attn.parameters())

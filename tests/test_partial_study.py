@@ -16,13 +16,13 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-m
                                 reason="dataset-fashion-mnist not installed")
 
 
-def run_study(work_dir, ckpt):
+def run_study(work_dir, ckpt, blocks=("0", "all"), expect_ok=True):
     cmd = [sys.executable, os.path.join(ROOT, "tools", "partial_finetune_study.py"), CONFIG,
-           "--blocks", "0", "all", "--pretrained", str(ckpt), "--baseline-random-init", "--work-dir", str(work_dir),
+           "--blocks", *blocks, "--pretrained", str(ckpt), "--baseline-random-init", "--work-dir", str(work_dir),
            "--cfg-options", "train_dataloader.dataset.limit=64", "train_dataloader.batch_size=32",
            "val_dataloader.dataset.limit=64", "default_hooks.logger.interval=1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert (proc.returncode == 0) == expect_ok, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
 
@@ -53,3 +53,16 @@ def test_study_runs_resumes_and_reports(tmp_path):
     log = run_study(out, ckpt)
     assert log.count("skipping finished point") == 4
     assert (out / "mae_k0" / "result.json").stat().st_mtime_ns == stamp
+    # the same work dir with another checkpoint must not reuse these results
+    other = tmp_path / "other.pth"
+    other.write_bytes(ckpt.read_bytes())
+    assert "produced with other settings" in run_study(out, other, expect_ok=False)
+
+
+@pytest.mark.parametrize("blocks", [("0", "7"), ("2", "2"), ("6", "all")])
+def test_bad_block_lists_fail_before_training(tmp_path, blocks):
+    ckpt = tmp_path / "exists.pth"
+    ckpt.write_bytes(b"never read: the block list is checked first")
+    log = run_study(tmp_path / "s", ckpt, blocks=blocks, expect_ok=False)
+    assert "--blocks must be distinct values in [0, 6]" in log
+    assert not (tmp_path / "s").exists()  # nothing started

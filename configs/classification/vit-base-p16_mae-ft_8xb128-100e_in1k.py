@@ -1,4 +1,4 @@
-# End-to-end fine-tuning of an MAE ViT-B/16 (paper Table 9): batch 1024 = 8 GPUs x 128,
+# End-to-end fine-tuning of an MAE ViT-B/16 (official FINETUNE.md recipe): batch 1024 = 8 GPUs x 128,
 # drop path 0.1, mixup 0.8, cutmix 1.0, label smoothing 0.1, global average pooling.
 _base_ = [
     '../_base_/datasets/imagenet_cls.py',

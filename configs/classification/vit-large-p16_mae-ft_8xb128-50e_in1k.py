@@ -1,4 +1,4 @@
-# ViT-L/16 fine-tuning: blr 1e-3, layer decay 0.75, drop path 0.2, 50 epochs (paper Table 9).
+# ViT-L/16 fine-tuning: blr 1e-3, layer decay 0.75, drop path 0.2, 50 epochs (official FINETUNE.md recipe).
 _base_ = './vit-base-p16_mae-ft_8xb128-100e_in1k.py'
 pretrained = 'checkpoints/mae_pretrain_vit_large.pth'
 model = dict(arch='vit_large_patch16', pretrained=pretrained, drop_path_rate=0.2)

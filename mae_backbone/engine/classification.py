@@ -51,6 +51,11 @@ class MAEClassifier(BaseModel):
                                                allowed_unexpected=unused)
         self.freeze_report = partial_finetune(self.model, finetune_blocks, variant)
         logger.info("%s", self.freeze_report)
+        if mixup and label_smoothing:
+            raise ValueError("with mixup, set label smoothing inside it: mixup=dict(..., label_smoothing=0.1)")
+        if mixup and not (mixup.get("mixup_alpha", 1.0) > 0 or mixup.get("cutmix_alpha", 0.0) > 0
+                          or mixup.get("cutmix_minmax")):
+            raise ValueError(f"mixup={mixup} mixes nothing: set mixup=None (and label_smoothing) instead")
         self.mixup = Mixup(num_classes=num_classes, **mixup) if mixup else None
         self.label_smoothing = label_smoothing
 

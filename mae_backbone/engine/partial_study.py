@@ -10,8 +10,10 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.config import Config
 from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from ..models import ENCODER_SHAPES
 from .launch import build_runner, init_distributed
 
 FIELDS = ("init", "k", "blocks", "top1", "top5", "train_seconds", "trainable_params")
@@ -30,6 +32,27 @@ def parse_blocks(values: Sequence[str]) -> List[Union[int, str]]:
     return out
 
 
+class _LastValMetrics(Hook):
+    """Keeps the metrics of the last validation (mmengine always validates after the final epoch)."""
+    priority = "LOWEST"
+
+    def __init__(self):
+        self.metrics = None
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.metrics = metrics
+
+
+def encoder_depth(cfg: Config) -> int:
+    """Depth of the classifier a config builds (its override, else the preset's)."""
+    arch = cfg.model.arch
+    if cfg.model.get("depth"):
+        return int(cfg.model.depth)
+    if arch[len("vit_"):] not in ENCODER_SHAPES:
+        raise ValueError(f"unknown encoder preset {arch!r} in {cfg.filename}")
+    return ENCODER_SHAPES[arch[len("vit_"):]][2]
+
+
 def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_dir: Path,
               launcher: str = "none") -> Dict:
     """Train one configuration with the last ``k`` blocks trainable; evaluate; return its result row."""
@@ -42,9 +65,11 @@ def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_d
     cfg.model.pretrained = pretrained
     t0 = time.time()
     runner = build_runner(cfg, launcher)
+    last_val = _LastValMetrics()
+    runner.register_hook(last_val)
     runner.train()
     seconds = time.time() - t0
-    metrics = runner.val_loop.run()
+    metrics = last_val.metrics or runner.val_loop.run()
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     depth = model.model.depth
     return dict(init="MAE" if pretrained else "random init", k=str(k), blocks=depth if k == "all" else int(k),
@@ -65,6 +90,10 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    depth = encoder_depth(cfg)
+    bad = [k for k in blocks if k != "all" and not 0 <= k <= depth]
+    if bad or len({depth if k == "all" else k for k in blocks}) != len(blocks):
+        raise ValueError(f"--blocks must be distinct values in [0, {depth}] or 'all' (= {depth}), got {list(blocks)}")
     inits = ([("mae", pretrained)] if pretrained else []) + ([("random", None)] if baseline_random_init else [])
     points = [(name, ckpt, k) for name, ckpt in inits for k in blocks]
     out = Path(work_dir)
@@ -72,15 +101,21 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     for name, ckpt, k in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
         point_dir = out / f"{name}_k{k}"
         done = point_dir / "result.json"
+        fingerprint = dict(config=os.path.abspath(config), pretrained=ckpt and os.path.abspath(ckpt), k=str(k),
+                           cfg_options=repr(sorted((cfg_options or {}).items())))
         if _rank0_says(done.exists()):  # every rank must agree, even without a shared filesystem
-            rows.append(json.loads(done.read_text()) if is_main_process() else {})
             if is_main_process():
+                saved = json.loads(done.read_text())
+                if saved.get("fingerprint") != fingerprint:
+                    raise ValueError(f"{done} was produced with other settings ({saved.get('fingerprint')}); "
+                                     f"use another --work-dir or delete {point_dir} to rerun it")
+                rows.append(saved["row"])
                 tqdm.write(f"skipping finished point {name} k={k} ({done})")
             continue
         row = run_point(cfg, k, ckpt, point_dir, launcher)
         if is_main_process():
             point_dir.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(row))
+            done.write_text(json.dumps(dict(row=row, fingerprint=fingerprint)))
         rows.append(row)
     if is_main_process():
         write_outputs(rows, out)

@@ -1,9 +1,10 @@
 # ImageNet-1K classification (any ImageNet-style folder: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG).
-# Fine-tuning augmentation (paper Table 9): RandomResizedCrop (bicubic), flip, RandAugment(9, 0.5),
+# Fine-tuning augmentation (official recipe, paper Table 9): RandomResizedCrop (bicubic), flip, RandAugment(9, 0.5),
 # random erasing 0.25; no colour jitter. Evaluation: resize 256, centre crop 224.
 data_root = 'data/imagenet/'
 train_dataloader = dict(
-    batch_size=128, num_workers=10, persistent_workers=False, pin_memory=True,
+    # drop_last: timm Mixup needs even batches, and a last batch of 1 breaks the probe's BatchNorm
+    batch_size=128, num_workers=10, persistent_workers=False, pin_memory=True, drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     worker_init_fn=dict(type='seed_worker'),

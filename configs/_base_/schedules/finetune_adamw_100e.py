@@ -1,4 +1,4 @@
-# MAE end-to-end fine-tuning (paper Table 9, ViT-B): AdamW (0.9, 0.999), blr 5e-4
+# MAE end-to-end fine-tuning, ViT-B (the official FINETUNE.md recipe; paper Table 9 lists the setting): AdamW (0.9, 0.999), blr 5e-4
 # (lr = blr x batch / 256), layer-wise lr decay 0.65, wd 0.05, 5 warmup epochs then cosine.
 blr = 5e-4
 optim_wrapper = dict(
