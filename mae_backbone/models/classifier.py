@@ -60,7 +60,3 @@ class ViTClassifier(VisionTransformer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> logits (B, num_classes)."""
         return self.forward_head(self.pool(self.forward_features(x)))
-
-    def head_modules(self):
-        """Modules after the encoder blocks: final norm, fc_norm, head."""
-        return [self.norm, self.fc_norm, self.head]
