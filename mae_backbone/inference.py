@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import LoadReport, convert_state_dict, load_checkpoint
 from .data.datasets import open_image
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, images_to_batch
 from .models import ENCODER_SHAPES, MaskedAutoencoder, create_model
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,5 @@ def build_mae_from_checkpoint(ckpt: Mapping, arch: Optional[str] = None, img_siz
 def load_images(paths: Sequence[str], img_size: int, in_chans: int = 3,
                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """Image files -> normalised (B, C, img_size, img_size): short side resized, centre crop."""
-    tf = eval_transform(img_size, crop_pct=1.0)
     mode = "L" if in_chans == 1 else "RGB"
-    imgs = torch.stack([tf(open_image(p, mode)) for p in paths])
-    return normalize(imgs, mean[:in_chans], std[:in_chans])
+    return images_to_batch([open_image(p, mode) for p in paths], img_size, mean, std)

@@ -61,7 +61,8 @@ def test_linear_probe_with_lars_trains_the_head_only(tmp_path, mae_ckpt):
     clf = runner.model.model
     before = {k: v.clone() for k, v in clf.state_dict().items()}
     runner.train()
-    assert type(runner.optim_wrapper.optimizer).__name__ == "Lars"  # built lazily by train()
+    from mae_backbone.engine.optim import MAELars
+    assert isinstance(runner.optim_wrapper.optimizer, MAELars)  # built lazily by train()
     after = clf.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked",
@@ -161,3 +162,19 @@ def test_ambiguous_mixup_settings_are_rejected():
         MAEClassifier(mixup=dict(mixup_alpha=0.8), label_smoothing=0.1, **kw)
     with pytest.raises(ValueError, match="mixes nothing"):
         MAEClassifier(mixup=dict(mixup_alpha=0.0, cutmix_alpha=0.0), **kw)
+
+
+def test_lars_given_a_plain_parameter_list_splits_matrices_from_biases():
+    from mae_backbone.engine.optim import MAELars
+    from reference_mae import official_lars_step
+    torch.manual_seed(0)
+    head, ref = torch.nn.Linear(8, 3), torch.nn.Linear(8, 3)
+    ref.load_state_dict(head.state_dict())
+    opt = MAELars(head.parameters(), lr=0.1, weight_decay=0.0, momentum=0.9)
+    assert [g["always_adapt"] for g in opt.param_groups] == [True, False]
+    x = torch.randn(4, 8)
+    for m in (head, ref):
+        m(x).square().sum().backward()
+    opt.step()
+    official_lars_step(list(ref.parameters()), lr=0.1)
+    assert torch.allclose(head.weight, ref.weight, atol=1e-6) and torch.allclose(head.bias, ref.bias, atol=1e-6)

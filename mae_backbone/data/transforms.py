@@ -39,3 +39,11 @@ def normalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def images_to_batch(images: Sequence, img_size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """PIL images -> normalised (B, C, img_size, img_size): short side resized, centre crop, no margin."""
+    tf = eval_transform(img_size, crop_pct=1.0)
+    batch = torch.stack([tf(img) for img in images])
+    return normalize(batch, mean[: batch.shape[1]], std[: batch.shape[1]])

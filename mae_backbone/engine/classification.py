@@ -8,17 +8,15 @@ import torch
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
-from mmengine.registry import METRICS, MODELS, OPTIMIZERS
+from mmengine.registry import METRICS, MODELS
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
-from timm.optim import Lars
 
 from ..checkpoint import load_checkpoint
 from ..models import create_classifier
 from ..partial import partial_finetune
 
 logger = logging.getLogger(__name__)
-OPTIMIZERS.register_module(name="LARS", module=Lars)  # paper Table 10 (linear probing)
 
 
 @MODELS.register_module()

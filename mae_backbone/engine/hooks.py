@@ -15,7 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, images_to_batch
 from ..data.datasets import ImageFolder, open_image
 from ..visualize import reconstruction_grid
 
@@ -55,9 +55,8 @@ class ReconstructionHook(Hook):
 
     def _batch(self, runner, mae) -> torch.Tensor:
         """Centre views of the images at the model's size, normalised: (B, C, H, W)."""
-        tf = eval_transform(mae.img_size[0], crop_pct=1.0)
-        imgs = [tf(img) for img in self._images(runner, "L" if mae.in_chans == 1 else "RGB")]
-        return normalize(torch.stack(imgs), self.mean[: mae.in_chans], self.std[: mae.in_chans])
+        images = self._images(runner, "L" if mae.in_chans == 1 else "RGB")
+        return images_to_batch(images, mae.img_size[0], self.mean, self.std)
 
     def write(self, runner, epoch: int) -> Optional[Path]:
         """Write the picture for a finished ``epoch`` (1-based); rank 0 only."""

@@ -10,6 +10,7 @@ import torch
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
+from timm.optim import Lars
 from torch import nn
 
 from ..param_groups import param_groups
@@ -43,10 +44,6 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for g in groups:
             g["lr"] = lr * g["lr_scale"]
             g.pop("names")
-            if cfg["type"] in ("LARS", "Lars"):
-                # official MAE LARS (util/lars.py): trust ratio on every tensor with ndim > 1, never on
-                # biases / norms, whatever the weight decay; timm's Lars adapts only when wd != 0 unless told
-                g["always_adapt"] = all(p.ndim > 1 for p in g["params"])
         cfg["params"] = groups
         optimizer = OPTIMIZERS.build(cfg)
         n_decay = sum(p.numel() for g in groups if g["weight_decay"] for p in g["params"])
@@ -57,6 +54,29 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         wrapper_cfg = self.optim_wrapper_cfg.copy()
         wrapper_cfg.setdefault("type", "OptimWrapper")
         return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
+@OPTIMIZERS.register_module(name="LARS")
+class MAELars(Lars):
+    """timm's ``Lars`` with the official MAE rule (util/lars.py, paper Table 10 linear probing).
+
+    The trust ratio applies to every tensor with ndim > 1 and never to biases / norm parameters,
+    whatever the weight decay (timm's ``Lars`` adapts only when weight_decay != 0 unless
+    ``always_adapt``): each parameter group is split by dimensionality and flagged accordingly.
+    """
+
+    def __init__(self, params, **kwargs):
+        groups = list(params)
+        if groups and not isinstance(groups[0], dict):
+            groups = [dict(params=groups)]
+        split = []
+        for g in groups:
+            tensors = list(g["params"])
+            for matrices in (True, False):
+                chosen = [t for t in tensors if (t.ndim > 1) == matrices]
+                if chosen:
+                    split.append({**g, "params": chosen, "always_adapt": matrices})
+        super().__init__(split, **kwargs)
 
 
 @OPTIM_WRAPPERS.register_module()

@@ -13,7 +13,7 @@ from torch import nn
 
 from .attention import Block
 from .masking import STRATEGIES, check_mask_ratio, make_noise, masks_from_noise, num_visible
-from .pos_embed import get_2d_sincos_pos_embed, to_2tuple
+from .pos_embed import get_2d_sincos_pos_embed
 from .vit import LayerNorm6, VisionTransformer, _init_module
 
 
