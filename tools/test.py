@@ -21,6 +21,8 @@ def main():
     p.add_argument("--work-dir", help="default: work_dirs/test_<config name>")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    p.add_argument("--show-dir", help="write <image>.png with ground truth and predictions drawn by the "
+                                       "config's visualizer (detection / segmentation)")
     args = p.parse_args()
 
     cfg = Config.fromfile(args.config)
@@ -31,14 +33,22 @@ def main():
     cfg.work_dir = args.work_dir or osp.join("work_dirs", "test_" + osp.splitext(osp.basename(args.config))[0])
     if args.split == "val":  # base configs set test_dataloader as a copy made before any override
         cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
-    cfg.model.pretrained = None  # the evaluated checkpoint holds every weight
+    if "pretrained" in cfg.model:
+        cfg.model.pretrained = None  # the evaluated checkpoint holds every weight
+    if args.show_dir:
+        if not cfg.get("visualizer"):
+            sys.exit("--show-dir needs a config with a visualizer (detection / segmentation configs have one)")
+        cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [
+            dict(type="PredictionPNGHook", out_dir=osp.abspath(args.show_dir))]
     cfg.load_from, cfg.resume = None, False
     from mae_backbone.engine import build_runner, shutdown_distributed
     try:
         runner = build_runner(cfg, args.launcher)
         runner.load_checkpoint(args.checkpoint, strict=True)  # mmengine's default is non-strict
         metrics = runner.test()
-        print(" ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
+        print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()))
+        if args.show_dir:
+            print(f"predictions drawn to {osp.abspath(args.show_dir)}")
     finally:
         shutdown_distributed()
 

@@ -212,3 +212,30 @@ class ReplicaCheckHook(Hook):
 
     def after_train(self, runner) -> None:
         self.check(runner, runner.iter)
+
+
+@HOOKS.register_module()
+class PredictionPNGHook(Hook):
+    """Test-time drawing: ``<out_dir>/<image stem>.png`` with ground truth and prediction side by side.
+
+    Works with any mm* visualizer whose ``add_datasample(name, image, data_sample, draw_gt=...,
+    out_file=...)`` draws its task's predictions (mmdet boxes + masks, mmseg colour-coded maps).
+    ``tools/test.py --show-dir DIR`` adds it.
+    """
+
+    def __init__(self, out_dir: str, draw_gt: bool = True, **draw_kwargs):
+        self.out_dir = Path(out_dir)
+        self.draw_gt = draw_gt
+        self.draw_kwargs = draw_kwargs
+        self.written = []
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        from PIL import Image
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for sample in outputs or ():
+            path = Path(sample.img_path)
+            img = np.asarray(Image.open(path).convert("RGB"))
+            out = self.out_dir / (path.stem + ".png")
+            runner.visualizer.add_datasample(path.stem, img, data_sample=sample, draw_gt=self.draw_gt,
+                                             show=False, out_file=str(out), **self.draw_kwargs)
+            self.written.append(out)

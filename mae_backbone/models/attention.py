@@ -1,25 +1,93 @@
 """Pre-norm transformer block with fused-qkv attention on ``F.scaled_dot_product_attention``.
 
 Parameter names follow timm / official MAE (``attn.qkv``, ``attn.proj``, ``mlp.fc1``,
-``mlp.fc2``, ``norm1``, ``norm2``), so checkpoints load without renaming. The
-``attn_bias`` argument is the seam for relative-position terms and windowing used
-by the transfer backbones.
+``mlp.fc2``, ``norm1``, ``norm2``), so checkpoints load without renaming. The transfer
+backbones add, per block, window attention over non-overlapping ``window_size`` squares
+(padded when the grid is not a multiple) and ViTDet's decomposed relative position
+(``attn.rel_pos_h`` / ``attn.rel_pos_w``, Li et al. 2022, after MViTv2); both operate on
+patch tokens laid out on their (H, W) grid, without prefix tokens.
 """
 from __future__ import annotations
 
-from typing import Optional, Type
+from typing import Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import nn
 
+Grid = Tuple[int, int]
+
+
+def window_partition(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Grid]:
+    """(B, H, W, C) -> windows (B * nW, window * window, C) and the padded grid (Hp, Wp).
+
+    The grid is zero-padded at the bottom / right to a multiple of ``window``.
+    """
+    B, H, W, C = x.shape
+    pad_h, pad_w = (-H) % window, (-W) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // window, window, Wp // window, window, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, C), (Hp, Wp)
+
+
+def window_unpartition(windows: torch.Tensor, window: int, padded: Grid, grid: Grid) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: (B * nW, window * window, C) -> (B, H, W, C), padding cut."""
+    Hp, Wp = padded
+    H, W = grid
+    B = windows.shape[0] // ((Hp // window) * (Wp // window))
+    x = windows.view(B, Hp // window, Wp // window, window, window, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, -1)
+    return x[:, :H, :W] if (Hp, Wp) != (H, W) else x
+
+
+def rel_pos_lookup(q_size: int, k_size: int, table: torch.Tensor) -> torch.Tensor:
+    """Relative embeddings R[i, j] = table[i - j + offset] for q_size x k_size positions -> (q, k, C).
+
+    A table trained for another size (its length differs from 2 * max(q, k) - 1) is linearly
+    interpolated; unequal q / k sizes are compared on a common scale (MViTv2 / ViTDet).
+    """
+    max_dist = 2 * max(q_size, k_size) - 1
+    if table.shape[0] != max_dist:
+        table = F.interpolate(table.t()[None].float(), size=max_dist, mode="linear")[0].t().to(table.dtype)
+    q_coords = torch.arange(q_size, device=table.device)[:, None] * max(k_size / q_size, 1.0)
+    k_coords = torch.arange(k_size, device=table.device)[None, :] * max(q_size / k_size, 1.0)
+    rel = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
+    return table[rel.long()]
+
+
+def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                            grid: Grid) -> torch.Tensor:
+    """Additive attention bias from decomposed relative positions (ViTDet ``add_decomposed_rel_pos``).
+
+    q: (B, heads, H*W, C) unscaled queries on ``grid``; returns (B, heads, H*W, H*W) with
+    bias[(i, j), (k, l)] = q_(i,j) . Rh[i - k] + q_(i,j) . Rw[j - l].
+    """
+    H, W = grid
+    Rh = rel_pos_lookup(H, H, rel_pos_h)
+    Rw = rel_pos_lookup(W, W, rel_pos_w)
+    B, nh, _, C = q.shape
+    r_q = q.reshape(B, nh, H, W, C)
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, Rh.to(q.dtype))
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, Rw.to(q.dtype))
+    bias = rel_h[..., :, None] + rel_w[..., None, :]  # (B, n, H, W, kH, kW)
+    return bias.reshape(B, nh, H * W, H * W)
+
 
 class Attention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection."""
+    """Multi-head self-attention with one fused qkv projection.
+
+    Args:
+        rel_pos_size: when given, add ViTDet's decomposed relative position with tables
+            ``rel_pos_h`` (2h-1, head_dim), ``rel_pos_w`` (2w-1, head_dim) sized for this
+            (h, w) grid (other grids interpolate), zero-initialised so the block starts out
+            computing exactly what a block without them computes.
+    """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0):
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, rel_pos_size: Optional[Grid] = None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -29,12 +97,27 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.use_rel_pos = rel_pos_size is not None
+        if self.use_rel_pos:
+            h, w = rel_pos_size
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * h - 1, self.head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * w - 1, self.head_dim))
 
-    def forward(self, x: torch.Tensor, attn_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, N, C) -> (B, N, C); ``attn_bias`` broadcasts to (B, heads, N, N)."""
+    def forward(self, x: torch.Tensor, attn_bias: Optional[torch.Tensor] = None,
+                grid: Optional[Grid] = None) -> torch.Tensor:
+        """(B, N, C) -> (B, N, C); ``attn_bias`` broadcasts to (B, heads, N, N).
+
+        With relative positions, the N tokens are the row-major (h, w) ``grid`` (no prefix tokens).
+        """
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if self.use_rel_pos:
+            if grid is None or grid[0] * grid[1] != N:
+                raise ValueError(f"relative position attention needs the token grid of its {N} tokens "
+                                 f"(patch tokens only, no cls token), got grid={grid}")
+            rel = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, grid)
+            attn_bias = rel if attn_bias is None else attn_bias + rel
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_bias,
             dropout_p=self.attn_drop if self.training else 0.0)
@@ -43,22 +126,43 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm ViT block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+    """Pre-norm ViT block: x + attn(norm1(x)), then x + mlp(norm2(x)).
+
+    ``window_size > 0`` makes attention local to non-overlapping windows of the token grid
+    (ViTDet); the tokens must then be patch tokens only and ``grid`` must be given.
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path: float = 0.0, norm_layer: Type[nn.Module] = nn.LayerNorm,
                  act_layer: Type[nn.Module] = nn.GELU, proj_drop: float = 0.0,
-                 attn_drop: float = 0.0):
+                 attn_drop: float = 0.0, window_size: int = 0, rel_pos_size: Optional[Grid] = None):
         super().__init__()
+        if window_size < 0:
+            raise ValueError(f"window_size must be >= 0 (0 = global attention), got {window_size}")
+        self.window_size = window_size
         self.norm1 = norm_layer(dim)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop,
-                              proj_drop=proj_drop)
+                              proj_drop=proj_drop, rel_pos_size=rel_pos_size)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio),
                        act_layer=act_layer, drop=proj_drop)
 
-    def forward(self, x: torch.Tensor, attn_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, N, C) -> (B, N, C)."""
-        x = x + self.drop_path(self.attn(self.norm1(x), attn_bias))
+    def forward(self, x: torch.Tensor, grid: Optional[Grid] = None,
+                attn_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, N, C) -> (B, N, C); ``grid`` = (H, W) of the N patch tokens for windowed / rel-pos blocks."""
+        y = self.norm1(x)
+        if self.window_size:
+            if grid is None or grid[0] * grid[1] != x.shape[1]:
+                raise ValueError(f"window attention needs the (H, W) grid of its {x.shape[1]} tokens "
+                                 f"(patch tokens only, no cls token), got grid={grid}")
+            if attn_bias is not None:
+                raise ValueError("window attention does not take an external attn_bias")
+            B, _, C = y.shape
+            win, padded = window_partition(y.view(B, grid[0], grid[1], C), self.window_size)
+            win = self.attn(win, grid=(self.window_size, self.window_size))
+            y = window_unpartition(win, self.window_size, padded, grid).reshape(B, -1, C)
+        else:
+            y = self.attn(y, attn_bias, grid=grid)
+        x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))

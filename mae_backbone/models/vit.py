@@ -60,13 +60,26 @@ class VisionTransformer(nn.Module):
         learnable_pos_embed: train the position table (fine-tuning) instead of keeping
             the fixed sin-cos table (MAE pretraining).
         grad_checkpointing: recompute block activations in backward to save memory.
+        use_cls_token: keep the cls token in the sequence. Transfer backbones with window
+            attention or relative positions run on patch tokens only (``False``: no ``cls_token``
+            parameter; a checkpoint's one is reported unused). The position table keeps its
+            cls row either way, so official tables load unchanged.
+        window_size: > 0 makes every block not in ``global_block_indexes`` attend within
+            non-overlapping window_size x window_size windows (ViTDet); needs ``use_cls_token=False``.
+        global_block_indexes: blocks that keep global attention when ``window_size`` > 0.
+        use_rel_pos: ViTDet's decomposed relative position in every block (zero-initialised;
+            windowed blocks get window-sized tables, global ones tables for ``rel_pos_img_size``).
+        rel_pos_img_size: image size the global blocks' relative tables are sized for (the
+            fine-tuning size, e.g. 1024); default ``img_size``. Other sizes interpolate.
     """
 
     def __init__(self, img_size: Union[int, Tuple[int, int]] = 224, patch_size: int = 16,
                  in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  norm_layer: Type[nn.Module] = LayerNorm6, learnable_pos_embed: bool = False,
-                 grad_checkpointing: bool = False):
+                 grad_checkpointing: bool = False, use_cls_token: bool = True, window_size: int = 0,
+                 global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
+                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None):
         super().__init__()
         self.img_size = to_2tuple(img_size)
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
@@ -77,7 +90,12 @@ class VisionTransformer(nn.Module):
         self.depth = depth
         self.num_heads = num_heads
         self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
-        self.num_prefix_tokens = 1
+        self.use_cls_token = use_cls_token
+        self.num_prefix_tokens = 1 if use_cls_token else 0
+        self.window_size = window_size
+        self.use_rel_pos = use_rel_pos
+        self.global_block_indexes = self._check_transfer_args(
+            depth, window_size, global_block_indexes, use_rel_pos, use_cls_token)
         self.grad_checkpointing = grad_checkpointing
         self.learnable_pos_embed = learnable_pos_embed
         self.num_frozen_blocks = 0
@@ -88,15 +106,40 @@ class VisionTransformer(nn.Module):
         self.register_load_state_dict_post_hook(VisionTransformer._after_load)
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        if use_cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim),
                                       requires_grad=learnable_pos_embed)
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # as linspace, meta-safe
+        rp = to_2tuple(rel_pos_img_size) if rel_pos_img_size is not None else self.img_size
+        global_rel_grid = (rp[0] // patch_size, rp[1] // patch_size)
+        windows = [0 if (not window_size or i in self.global_block_indexes) else window_size
+                   for i in range(depth)]
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
-                  norm_layer=norm_layer) for i in range(depth)])
+                  norm_layer=norm_layer, window_size=windows[i],
+                  rel_pos_size=None if not use_rel_pos else
+                  ((windows[i], windows[i]) if windows[i] else global_rel_grid))
+            for i in range(depth)])
         self.norm = norm_layer(embed_dim)
         self._init_encoder_weights()
+
+    @staticmethod
+    def _check_transfer_args(depth: int, window_size: int, global_block_indexes: Sequence[int],
+                             use_rel_pos: bool, use_cls_token: bool) -> Tuple[int, ...]:
+        if window_size < 0:
+            raise ValueError(f"window_size must be >= 0 (0 = global attention everywhere), got {window_size}")
+        idx = tuple(int(i) + depth if int(i) < 0 else int(i) for i in global_block_indexes)
+        bad = [i for i in idx if not 0 <= i < depth]
+        if bad:
+            raise ValueError(f"global_block_indexes {tuple(global_block_indexes)} out of range for a "
+                             f"{depth}-block model (valid 0..{depth - 1})")
+        if idx and not window_size:
+            raise ValueError("global_block_indexes only means something with window_size > 0")
+        if (window_size or use_rel_pos) and use_cls_token:
+            raise ValueError("window attention and relative positions run on patch tokens only: "
+                             "build the model with use_cls_token=False")
+        return tuple(sorted(set(idx)))
 
     # ------------------------------------------------------------------ init
     def _init_encoder_weights(self) -> None:
@@ -104,7 +147,8 @@ class VisionTransformer(nn.Module):
         self.pos_embed.data.copy_(get_2d_sincos_pos_embed(self.embed_dim, self.grid, cls_token=True)[None])
         w = self.patch_embed.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.normal_(self.cls_token, std=0.02)
+        if self.use_cls_token:
+            nn.init.normal_(self.cls_token, std=0.02)
         self.apply(_init_module)
 
     # ------------------------------------------------------------ embeddings
@@ -140,33 +184,44 @@ class VisionTransformer(nn.Module):
         module._table_cache = {}
 
     def embed_patches(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, int]]:
-        """Images (B, C, H, W) -> patch tokens + position (B, L, D), cls + its position (B, 1, D), grid."""
+        """Images (B, C, H, W) -> patch tokens + position (B, L, D), prefix tokens (B, 1 or 0, D), grid."""
         grid = self.patch_embed.grid_size(x)
         pos = self.pos_embed_for(grid)
         tokens = self.patch_embed(x) + pos[:, 1:]
-        cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+        if self.use_cls_token:
+            cls = (self.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+        else:
+            cls = tokens.new_zeros(x.shape[0], 0, tokens.shape[-1])
         return tokens, cls, grid
 
     # ---------------------------------------------------------------- blocks
-    def run_blocks(self, x: torch.Tensor, blocks: Optional[Sequence[nn.Module]] = None) -> torch.Tensor:
-        """Apply blocks (default: all) to (B, N, D) tokens, with optional activation checkpointing."""
+    def run_blocks(self, x: torch.Tensor, blocks: Optional[Sequence[nn.Module]] = None,
+                   grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """Apply blocks (default: all) to (B, N, D) tokens, with optional activation checkpointing.
+
+        ``grid`` is the (H, W) layout of the tokens, needed by windowed / relative-position blocks.
+        """
         for blk in (self.blocks if blocks is None else blocks):
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(blk, x, grid, use_reentrant=False)
             else:
-                x = blk(x)
+                x = blk(x, grid)
         return x
 
     def forward_features(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens (B, 1 + L, D), or (B, 1 + K, D) for ``ids_keep`` (B, K)."""
-        tokens, cls, _ = self.embed_patches(x)
+        tokens, cls, grid = self.embed_patches(x)
         if ids_keep is not None:
+            if self.window_size or self.use_rel_pos:
+                raise ValueError("ids_keep (masked encoding) needs global attention without relative "
+                                 "positions; window attention / rel-pos are for transfer on full grids")
             tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
-        x = self.run_blocks(torch.cat([cls, tokens], dim=1))
+            grid = None
+        x = self.run_blocks(torch.cat([cls, tokens], dim=1), grid=grid)
         return self.norm(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, 1 + L, D) normalised tokens."""
+        """(B, C, H, W) -> (B, P + L, D) normalised tokens (P = 1 with the cls token, else 0)."""
         return self.forward_features(x)
 
     def resolve_indices(self, indices: Union[int, Sequence[int]]) -> List[int]:
@@ -194,7 +249,7 @@ class VisionTransformer(nn.Module):
         x = torch.cat([cls, tokens], dim=1)
         feats = {}
         for i in range(max(wanted) + 1):
-            x = self.run_blocks(x, [self.blocks[i]])
+            x = self.run_blocks(x, [self.blocks[i]], grid=(gh, gw))
             if i in wanted:
                 y = self.norm(x) if norm else x
                 feats[i] = y[:, self.num_prefix_tokens:].transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
@@ -210,8 +265,15 @@ class VisionTransformer(nn.Module):
         return self.depth + 1
 
     def no_weight_decay(self) -> Set[str]:
-        """Names of tensors exempt from weight decay besides norms and biases (all 1-D tensors)."""
-        return {"cls_token", "pos_embed"}
+        """Names of tensors exempt from weight decay besides norms and biases (all 1-D tensors).
+
+        Relative position tables are exempt too (zero-initialised offsets, as BEiT / ViTDet configs).
+        """
+        names = {"cls_token", "pos_embed"}
+        for i, blk in enumerate(self.blocks):
+            if blk.attn.use_rel_pos:
+                names |= {f"blocks.{i}.attn.rel_pos_h", f"blocks.{i}.attn.rel_pos_w"}
+        return names
 
     def freeze(self, num_frozen_blocks: int) -> None:
         """Freeze patch embedding, cls/pos tokens and blocks[:n] (no grad, eval mode); n = 0 freezes nothing.
@@ -223,7 +285,8 @@ class VisionTransformer(nn.Module):
         self.num_frozen_blocks = num_frozen_blocks
         for m in (self.patch_embed, *self.blocks):
             m.requires_grad_(True)
-        self.cls_token.requires_grad_(not num_frozen_blocks)
+        if self.use_cls_token:
+            self.cls_token.requires_grad_(not num_frozen_blocks)
         self.pos_embed.requires_grad_(self.learnable_pos_embed and not num_frozen_blocks)
         for m in self.frozen_modules():
             m.requires_grad_(False)

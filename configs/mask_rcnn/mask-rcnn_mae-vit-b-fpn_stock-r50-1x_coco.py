@@ -1,0 +1,16 @@
+# mmdet's own stock config, shipped in the mmdet package, with only the backbone (and the FPN's
+# in_channels) switched to the MAE ViT-B (MAE-paper FPN adaptation). Everything else -- data
+# pipeline (1333x800), SGD 1x schedule, heads -- is mmdet's.
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
+custom_imports = dict(imports=['downstream'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='MAEViT',
+        arch='base',
+        out_indices=(3, 5, 7, 11),
+        pyramid=dict(rescales=(4, 2, 1, 0.5), norm='SyncBN'),
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
+    neck=dict(in_channels=[768, 768, 768, 768]))

@@ -1,0 +1,35 @@
+"""Registration of mae-backbone into mmdet and mmsegmentation.
+
+``import downstream`` (or ``custom_imports=dict(imports=['downstream'])`` in a config) registers
+``MAEViT`` (backbone) and ``ViTDetSimplePyramid`` (neck) in mmdet's and mmseg's ``MODELS`` when
+those packages are installed, ``LN2d`` (channel LayerNorm for ``norm_cfg``) in mmengine's, plus mae-backbone's mmengine pieces (the ``layer_id()``-driven
+``LayerDecayOptimWrapperConstructor``, the bf16 ``AutocastOptimWrapper``, hooks).
+"""
+from __future__ import annotations
+
+import importlib
+
+import mae_backbone.engine  # noqa: F401  (optimizer constructor, wrappers, hooks)
+from mae_backbone.models.pyramid import LayerNorm2d
+from mmengine.registry import MODELS as _MMENGINE_MODELS
+
+from .backbone import MAEViT
+from .necks import ViTDetSimplePyramid
+
+REGISTERED = []
+
+# channel LayerNorm for conv heads: norm_cfg=dict(type='LN2d') (ViTDet's heads); mmcv's build_norm_layer
+# looks it up through the calling scope's registry, whose root is mmengine's
+if _MMENGINE_MODELS.get("LN2d") is None:
+    _MMENGINE_MODELS.register_module(name="LN2d", module=LayerNorm2d)
+
+for _pkg in ("mmdet", "mmseg"):
+    try:
+        _registry = importlib.import_module(f"{_pkg}.registry").MODELS
+    except ImportError:
+        continue
+    for _cls in (MAEViT, ViTDetSimplePyramid):
+        _registry.register_module(name=_cls.__name__, module=_cls, force=True)
+    REGISTERED.append(_pkg)
+
+__all__ = ["MAEViT", "ViTDetSimplePyramid", "REGISTERED"]

@@ -1,0 +1,156 @@
+"""``MAEViT``: the one :class:`~mae_backbone.models.VisionTransformer` as an mmdet / mmseg backbone.
+
+A thin adapter: translates config arguments, loads ``init_cfg=dict(type='Pretrained', checkpoint=...)``
+through :func:`mae_backbone.checkpoint.load_checkpoint` (official MAE ``.pth``, timm, mmpretrain,
+HF ViTMAE or our own runs load directly, strictly, with a logged report), and returns maps:
+
+* ``pyramid=None``: the outputs of ``out_indices`` as stride-p maps ``(B, D, H/p, W/p)``
+  (ViTDet feeds the last one to :class:`SimpleFeaturePyramid`; mmseg's ``Feature2Pyramid``
+  also takes these);
+* ``pyramid=dict(rescales=(4, 2, 1, 0.5), norm='BN')``: the MAE paper's adaptation, maps at
+  strides p/4 .. 2p with ``D`` channels each, ready for mmdet's ``FPN``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.logging import print_log
+from torch import nn
+
+from mae_backbone.checkpoint import LoadReport, load_checkpoint
+from mae_backbone.models.factory import ENCODER_SHAPES
+from mae_backbone.models.pyramid import RescalePyramid
+from mae_backbone.models.vit import VisionTransformer
+
+ARCHS = {"tiny": "tiny_patch16", "small": "small_patch16", "base": "base_patch16",
+         "large": "large_patch16", "huge": "huge_patch14"}
+
+
+def _arch_shape(arch: Union[str, Dict]) -> Dict:
+    if isinstance(arch, dict):
+        missing = {"embed_dim", "depth", "num_heads"} - set(arch)
+        if missing:
+            raise ValueError(f"a custom arch dict needs embed_dim, depth and num_heads (missing {sorted(missing)})")
+        return dict(arch)
+    key = ARCHS.get(arch, arch[len("vit_"):] if arch.startswith("vit_") else arch)
+    if key not in ENCODER_SHAPES:
+        raise ValueError(f"unknown arch {arch!r}; use one of {sorted(ARCHS)} / "
+                         f"{['vit_' + k for k in ENCODER_SHAPES]} or dict(embed_dim=, depth=, num_heads=)")
+    p, d, n, h = ENCODER_SHAPES[key]
+    return dict(patch_size=p, embed_dim=d, depth=n, num_heads=h)
+
+
+class MAEViT(VisionTransformer):
+    """MAE ViT backbone for mmdet / mmseg (registered in both under ``MAEViT``).
+
+    Args:
+        arch: ``tiny/small/base/large/huge`` (official MAE shapes) or ``dict(embed_dim, depth,
+            num_heads[, patch_size, mlp_ratio])``.
+        img_size: the pretraining image size (the stored position table's grid, 224 -> 14 x 14);
+            inputs of any size that is a multiple of the patch size work, the table is
+            interpolated (learned) or rebuilt (fixed sin-cos) for their grid.
+        out_indices: blocks whose outputs are returned (negative counts from the end).
+        pyramid: ``None`` or ``dict(rescales=..., norm=...)`` for the MAE-paper rescaling.
+        final_norm: apply the encoder's last LayerNorm to every output (off in the MAE paper's
+            and ViTDet's transfer; the checkpoint's ``norm.*`` is then reported unused).
+        frozen_blocks: freeze patch embedding, position table and the first k blocks.
+        learnable_pos_embed: fine-tune the absolute position table (default True for transfer).
+        use_cls_token: default: kept for global attention without relative positions, dropped
+            (ViTDet) otherwise.
+        window_size, global_block_indexes, use_rel_pos, rel_pos_img_size, drop_path_rate,
+        grad_checkpointing, patch_size, mlp_ratio, qkv_bias: see :class:`VisionTransformer`.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)``; new parameters (relative
+            position tables, pyramid) may be missing, the MAE decoder / mask token, the unused
+            cls token and final norm, and a classification head may be unused; anything else fails.
+    """
+
+    def __init__(self, arch: Union[str, Dict] = "base", img_size: Union[int, Tuple[int, int]] = 224,
+                 out_indices: Sequence[int] = (3, 5, 7, 11), pyramid: Optional[Dict] = None,
+                 final_norm: bool = False, frozen_blocks: int = 0, learnable_pos_embed: bool = True,
+                 use_cls_token: Optional[bool] = None, window_size: int = 0,
+                 global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
+                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None, drop_path_rate: float = 0.0,
+                 grad_checkpointing: bool = False, init_cfg: Optional[Dict] = None, **kwargs):
+        shape = {**_arch_shape(arch), **kwargs}
+        if use_cls_token is None:
+            use_cls_token = not (window_size or use_rel_pos)
+        super().__init__(img_size=img_size, drop_path_rate=drop_path_rate, learnable_pos_embed=learnable_pos_embed,
+                         grad_checkpointing=grad_checkpointing, use_cls_token=use_cls_token,
+                         window_size=window_size, global_block_indexes=global_block_indexes,
+                         use_rel_pos=use_rel_pos, rel_pos_img_size=rel_pos_img_size, **shape)
+        try:
+            self.out_indices = tuple(self.resolve_indices(list(out_indices)))
+        except ValueError as e:
+            raise ValueError(f"bad out_indices {tuple(out_indices)}: {e}") from None
+        if not self.out_indices:
+            raise ValueError("out_indices is empty: name at least one block")
+        self.final_norm = final_norm
+        if not final_norm:
+            self.norm = nn.Identity()
+        self.pyramid = None
+        if pyramid is not None:
+            pyramid = dict(pyramid)
+            self.pyramid = RescalePyramid(self.embed_dim, **pyramid)
+            if len(self.pyramid.rescales) != len(self.out_indices):
+                raise ValueError(f"pyramid rescales {self.pyramid.rescales} and out_indices {self.out_indices} "
+                                 f"must have the same length (one rescale per returned block)")
+        self.init_cfg = dict(init_cfg) if init_cfg else None
+        if self.init_cfg and self.init_cfg.get("type") != "Pretrained":
+            raise ValueError(f"MAEViT init_cfg supports type='Pretrained' only, got {self.init_cfg}")
+        self.is_init = False
+        self.load_report: Optional[LoadReport] = None
+        self.frozen_blocks = frozen_blocks
+        self.freeze(frozen_blocks)
+
+    # ----------------------------------------------------------------- weights
+    def expected_new_keys(self) -> Tuple[str, ...]:
+        """Regexes of parameters a pretrained (MAE / classification) checkpoint does not have."""
+        keys = []
+        if self.use_rel_pos:
+            keys.append(r"^blocks\.\d+\.attn\.rel_pos_[hw]$")
+        if self.pyramid is not None:
+            keys.append(r"^pyramid\.")
+        if self.final_norm:
+            keys.append(r"^norm\.")  # a full MAE checkpoint has it; an encoder for pyramid heads may not
+        return tuple(keys)
+
+    def expected_unused_keys(self) -> Tuple[str, ...]:
+        """Regexes of checkpoint tensors this backbone does not use."""
+        keys = [r"^decoder_", r"^mask_token$", r"^(head|fc_norm)\."]
+        if not self.use_cls_token:
+            keys.append(r"^cls_token$")
+        if not self.final_norm:
+            keys.append(r"^norm\.")
+        return tuple(keys)
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg``'s checkpoint strictly (see class docstring); a no-op without one."""
+        if self.is_init or not self.init_cfg:
+            return
+        path = self.init_cfg.get("checkpoint")
+        if not path:
+            raise ValueError("init_cfg=dict(type='Pretrained') needs checkpoint=PATH")
+        self.load_report = load_checkpoint(self, path, strict=True, source=self.init_cfg.get("source", "auto"),
+                                           allowed_missing=self.expected_new_keys(),
+                                           allowed_unexpected=self.expected_unused_keys())
+        print_log(f"MAEViT: loaded {path}\n{self.load_report}", logger="current")
+        self.freeze(self.frozen_blocks)
+        self.is_init = True
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Images (B, C, H, W), H and W multiples of the patch size -> tuple of maps (see class docstring)."""
+        h, w = x.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"MAEViT got a {h}x{w} batch, not a multiple of the patch size {self.patch_size}: "
+                             f"pad in the data preprocessor (pad_size_divisor={self.patch_size} or a multiple "
+                             f"of it, e.g. 32) or resize the images")
+        maps = self.forward_intermediates(x, list(self.out_indices), norm=self.final_norm)
+        if self.pyramid is not None:
+            maps = self.pyramid(maps)
+        return tuple(maps)
+
+    def layer_id(self, name: str) -> int:
+        """Blocks as the encoder; the pyramid sits with the heads (top layer)."""
+        return self.depth + 1 if name.startswith("pyramid.") else super().layer_id(name)

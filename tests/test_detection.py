@@ -1,0 +1,370 @@
+"""Detection transfer (issue 4): MAEViT in mmdet, window attention, rel-pos, pyramids, loading, training."""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+import re
+
+import pytest
+import torch
+
+pytest.importorskip("mmdet")
+
+from mmengine.config import Config  # noqa: E402
+from mmengine.dataset import pseudo_collate  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+import downstream  # noqa: E402,F401
+from downstream import MAEViT  # noqa: E402
+from mae_backbone.checkpoint import CheckpointError  # noqa: E402
+from mae_backbone.models import MaskedAutoencoder, VisionTransformer  # noqa: E402
+from mae_backbone.models.attention import Block, decomposed_rel_pos_bias, window_partition, window_unpartition  # noqa: E402
+from mae_backbone.models.pos_embed import resize_pos_embed  # noqa: E402
+
+ROOT = osp.join(osp.dirname(__file__), "..")
+CFG_DIR = osp.join(ROOT, "configs", "mask_rcnn")
+TINY = {v: osp.join(CFG_DIR, f"mask-rcnn_mae-vit-tiny-{v}_1xb2-300i_offline-voc-arc.py") for v in ("fpn", "vitdet")}
+TINY_ARCH = dict(embed_dim=64, depth=4, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def coco_dir(tmp_path_factory):
+    from mae_backbone.data.offline_coco import write_offline_coco
+    out = tmp_path_factory.mktemp("offline_coco")
+    write_offline_coco(out)
+    return out
+
+
+def tiny_cfg(variant: str, coco_dir=None) -> Config:
+    cfg = Config.fromfile(TINY[variant])
+    if coco_dir is not None:
+        root = str(coco_dir) + "/"
+        for split in ("train_dataloader", "val_dataloader", "test_dataloader"):
+            cfg[split].dataset.data_root = root
+        cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = root + "annotations/instances_val.json"
+    return cfg
+
+
+def build_detector(cfg: Config):
+    from mmdet.registry import MODELS
+    init_default_scope("mmdet")
+    return MODELS.build(cfg.model)
+
+
+def train_batch(cfg: Config, n: int = 2):
+    from mmdet.registry import DATASETS
+    init_default_scope("mmdet")
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    return pseudo_collate([ds[i] for i in range(n)])
+
+
+def total_loss(losses: dict) -> torch.Tensor:
+    out = 0
+    for k, v in losses.items():
+        if "loss" in k:
+            out = out + (sum(v) if isinstance(v, (list, tuple)) else v)
+    return out
+
+
+# ----------------------------------------------------------------------------- configs and shapes
+@pytest.mark.parametrize("name", ["mask-rcnn_mae-vit-b-fpn_16xb4-lsj-100e_coco.py",
+                                  "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py",
+                                  "mask-rcnn_mae-vit-l-fpn_16xb4-lsj-100e_coco.py",
+                                  "mask-rcnn_mae-vit-l-vitdet_16xb4-lsj-100e_coco.py"])
+def test_paper_configs_build_from_registry(name):
+    cfg = Config.fromfile(osp.join(CFG_DIR, name))
+    large = "-l-" in name
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay == (0.8 if large else 0.7)
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4 and cfg.optim_wrapper.optimizer.weight_decay == 0.1
+    assert cfg.optim_wrapper.dtype == "bfloat16"
+    assert cfg.train_dataloader.batch_size * 16 == 64
+    assert cfg.val_evaluator.type == "CocoMetric" and set(cfg.val_evaluator.metric) == {"bbox", "segm"}
+    model = build_detector(cfg)
+    bb = model.backbone
+    assert isinstance(bb, MAEViT) and bb.blocks[-1].drop_path.drop_prob == pytest.approx(0.4 if large else 0.1)
+    assert bb.embed_dim == (1024 if large else 768) and bb.depth == (24 if large else 12)
+    if "vitdet" in name:
+        assert bb.global_block_indexes == ((5, 11, 17, 23) if large else (2, 5, 8, 11))
+        windows = [blk.window_size for blk in bb.blocks]
+        assert all(w == (0 if i in bb.global_block_indexes else 14) for i, w in enumerate(windows))
+        assert bb.blocks[0].attn.rel_pos_h.shape[0] == 27 and bb.blocks[bb.global_block_indexes[0]].attn.rel_pos_h.shape[0] == 127
+        assert not bb.use_cls_token
+    else:
+        assert bb.out_indices == ((7, 11, 15, 23) if large else (3, 5, 7, 11))
+        assert bb.pyramid is not None and not any(b.window_size for b in bb.blocks)
+
+
+@pytest.mark.parametrize("variant", ["fpn", "vitdet"])
+@pytest.mark.parametrize("hw", [(320, 480), (224, 416)])
+def test_feature_shapes_and_strides(variant, hw):
+    """Non-square inputs; 224x416 -> 14x26 grid needs window padding (window 6) in the ViTDet variant."""
+    cfg = tiny_cfg(variant)
+    model = build_detector(cfg).eval()
+    x = torch.randn(1, 3, *hw)
+    with torch.no_grad():
+        feats = model.backbone(x)
+        outs = model.neck(feats)
+    H, W = hw
+    if variant == "fpn":
+        assert [f.shape[-2:] for f in feats] == [(H // s, W // s) for s in (4, 8, 16, 32)]
+        assert all(f.shape[1] == 192 for f in feats)
+    else:
+        assert len(feats) == 1 and feats[0].shape[-2:] == (H // 16, W // 16)
+    strides = (4, 8, 16, 32, 64)
+    assert len(outs) == 5 and all(o.shape[1] == 128 for o in outs)
+    for o, s in zip(outs, strides):  # ceil for the pooled levels
+        assert o.shape[-2:] == (-(-H // s), -(-W // s)), (o.shape, s)
+
+
+def test_window_padding_is_exercised():
+    vit = VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, use_cls_token=False,
+                            window_size=6, global_block_indexes=(1,))
+    x = torch.randn(1, 16 * 16, 32).view(1, 16, 16, 32)[:, :14, :13]  # 14 x 13 grid, window 6 -> pad to 18 x 18
+    win, padded = window_partition(x.contiguous(), 6)
+    assert padded == (18, 18) and win.shape == (9, 36, 32)
+    assert torch.equal(window_unpartition(win, 6, padded, (14, 13)), x)
+    out = vit.forward_features(torch.randn(2, 3, 14 * 16, 13 * 16))
+    assert out.shape == (2, 14 * 13, 32) and torch.isfinite(out).all()
+
+
+# ----------------------------------------------------------------------------- numerics
+def test_window_equal_to_grid_is_global_attention():
+    torch.manual_seed(0)
+    glob = Block(48, 3, window_size=0).eval()
+    win = Block(48, 3, window_size=6).eval()
+    win.load_state_dict(glob.state_dict())
+    x = torch.randn(2, 36, 48)
+    torch.testing.assert_close(win(x, grid=(6, 6)), glob(x, grid=(6, 6)), rtol=0, atol=1e-6)
+    # the whole encoder: windows covering the grid == all-global
+    a = VisionTransformer(img_size=96, patch_size=16, embed_dim=48, depth=3, num_heads=3, use_cls_token=False)
+    b = VisionTransformer(img_size=96, patch_size=16, embed_dim=48, depth=3, num_heads=3, use_cls_token=False,
+                          window_size=6, global_block_indexes=(1,))
+    b.load_state_dict(a.state_dict())
+    img = torch.randn(2, 3, 96, 96)
+    torch.testing.assert_close(b.forward_features(img), a.forward_features(img), rtol=0, atol=1e-5)
+
+
+def test_windows_attend_only_within_their_window():
+    """Reference: run the global block's attention on each 2x3 window separately."""
+    torch.manual_seed(1)
+    blk = Block(32, 2, window_size=2).eval()
+    H, W = 4, 6
+    x = torch.randn(1, H * W, 32)
+    out = blk(x, grid=(H, W))
+    y = blk.norm1(x).view(1, H, W, 32)
+    ref = torch.empty_like(y)
+    for i in range(0, H, 2):
+        for j in range(0, W, 2):
+            w = y[:, i:i + 2, j:j + 2].reshape(1, 4, 32)
+            ref[:, i:i + 2, j:j + 2] = blk.attn(w, grid=(2, 2)).view(1, 2, 2, 32)
+    ref = x + ref.view(1, H * W, 32)
+    ref = ref + blk.mlp(blk.norm2(ref))
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+def test_decomposed_rel_pos_matches_definition():
+    torch.manual_seed(2)
+    H, W, C = 3, 4, 8
+    q = torch.randn(2, 2, H * W, C)
+    Rh, Rw = torch.randn(2 * H - 1, C), torch.randn(2 * W - 1, C)
+    bias = decomposed_rel_pos_bias(q, Rh, Rw, (H, W))
+    ref = torch.zeros(2, 2, H * W, H * W)
+    for i in range(H):
+        for j in range(W):
+            for k in range(H):
+                for m in range(W):
+                    qv = q[:, :, i * W + j]
+                    ref[:, :, i * W + j, k * W + m] = qv @ Rh[i - k + H - 1] + qv @ Rw[j - m + W - 1]
+    torch.testing.assert_close(bias, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_rel_pos_changes_nothing_and_nonzero_does():
+    torch.manual_seed(3)
+    plain = Block(32, 2).eval()
+    rel = Block(32, 2, rel_pos_size=(5, 5)).eval()
+    rel.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(2, 25, 32)
+    # a zero bias routes SDPA through its masked kernel: equal up to float rounding
+    torch.testing.assert_close(rel(x, grid=(5, 5)), plain(x, grid=(5, 5)), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        rel.attn.rel_pos_h.normal_()
+    assert not torch.allclose(rel(x, grid=(5, 5)), plain(x, grid=(5, 5)), atol=1e-3)
+    # a table sized for another grid is interpolated, not rejected
+    assert rel(torch.randn(1, 7 * 6, 32), grid=(7, 6)).shape == (1, 42, 32)
+
+
+def test_pos_embed_interpolation():
+    pe = torch.randn(1, 1 + 14 * 14, 32)
+    assert resize_pos_embed(pe, (14, 14), (14, 14)) is pe
+    bb = MAEViT(arch=dict(embed_dim=32, depth=2, num_heads=2), out_indices=(1,), window_size=14,
+                use_rel_pos=True, rel_pos_img_size=1024)
+    assert bb.pos_embed_for((14, 14)) is bb.pos_embed  # same grid: the parameter itself
+    big = bb.pos_embed_for((64, 64))
+    assert big.shape == (1, 1 + 64 * 64, 32) and big.requires_grad  # learnable: interpolated with grad
+    corners = big[0, 1:].view(64, 64, 32)[[0, 0, -1, -1], [0, -1, 0, -1]]
+    src = bb.pos_embed[0, 1:].view(14, 14, 32)[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert torch.allclose(corners, src, atol=0.35 * src.abs().max().item())  # bicubic keeps the corners close
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def official_checkpoint(path, arch=TINY_ARCH, patch_size=16):
+    mae = MaskedAutoencoder(img_size=224, patch_size=patch_size, decoder_embed_dim=32, decoder_depth=1,
+                            decoder_num_heads=2, **arch)
+    torch.save({"model": mae.state_dict(), "epoch": 799}, path)
+    return mae.state_dict()
+
+
+@pytest.mark.parametrize("variant", ["fpn", "vitdet"])
+def test_official_mae_checkpoint_loads_through_init_cfg(tmp_path, variant):
+    ckpt = tmp_path / "mae_pretrain_tiny.pth"
+    sd = official_checkpoint(ckpt)
+    cfg = tiny_cfg(variant)
+    cfg.model.backbone.arch = dict(TINY_ARCH)
+    cfg.model.backbone.img_size = 224
+    cfg.model.backbone.out_indices = (0, 1, 2, 3) if variant == "fpn" else (3,)
+    if variant == "vitdet":
+        cfg.model.backbone.global_block_indexes = (1, 3)
+    cfg.model.neck.in_channels = [64] * 4 if variant == "fpn" else 64
+    cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(ckpt))
+    model = build_detector(cfg)
+    model.init_weights()
+    report = model.backbone.load_report
+    assert report is not None and report.source == "official"
+    new = re.compile(r"^blocks\.\d+\.attn\.rel_pos_[hw]$" if variant == "vitdet" else r"^pyramid\.")
+    assert report.missing and all(new.match(k) for k in report.missing), report.missing
+    if variant == "vitdet":
+        assert len(report.missing) == 2 * 4
+    unused = set(report.unexpected)
+    assert {"mask_token", "norm.weight", "norm.bias"} <= unused and any(k.startswith("decoder_") for k in unused)
+    assert ("cls_token" in unused) == (variant == "vitdet")
+    assert not [k for k in unused if k.startswith("blocks.")]
+    for k in ("blocks.2.attn.qkv.weight", "patch_embed.proj.weight", "pos_embed"):
+        assert torch.equal(model.backbone.state_dict()[k], sd[k])
+    # the detector-level init did not overwrite the loaded backbone afterwards
+    assert model.backbone.is_init
+
+
+def test_checkpoint_for_another_patch_size_is_rejected(tmp_path):
+    ckpt = tmp_path / "p8.pth"
+    official_checkpoint(ckpt, patch_size=8)
+    bb = MAEViT(arch=dict(TINY_ARCH), out_indices=(3,), init_cfg=dict(type="Pretrained", checkpoint=str(ckpt)))
+    with pytest.raises(CheckpointError, match="patch size"):
+        bb.init_weights()
+
+
+def test_bad_inputs_raise_clear_errors():
+    bb = MAEViT(arch=dict(TINY_ARCH), out_indices=(3,))
+    with pytest.raises(ValueError, match="pad_size_divisor"):
+        bb(torch.randn(1, 3, 250, 256))
+    with pytest.raises(ValueError, match="out_indices"):
+        MAEViT(arch=dict(TINY_ARCH), out_indices=(3, 4))
+    with pytest.raises(ValueError, match="same length"):
+        MAEViT(arch=dict(TINY_ARCH), out_indices=(3,), pyramid=dict(rescales=(4, 2, 1, 0.5)))
+    with pytest.raises(ValueError, match="use_cls_token=False"):
+        MAEViT(arch=dict(TINY_ARCH), window_size=7, use_cls_token=True, out_indices=(3,))
+    with pytest.raises(ValueError, match="out of range"):
+        MAEViT(arch=dict(TINY_ARCH), window_size=7, global_block_indexes=(4,), out_indices=(3,))
+    with pytest.raises(ValueError, match="unknown arch"):
+        MAEViT(arch="gigantic")
+
+
+# ----------------------------------------------------------------------------- optimisation
+def test_layer_decay_constructor_on_detector():
+    from mmengine.optim import build_optim_wrapper
+    cfg = tiny_cfg("vitdet")
+    model = build_detector(cfg)
+    paper = Config.fromfile(osp.join(CFG_DIR, "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py"))
+    wrapper = build_optim_wrapper(model, copy.deepcopy(paper.optim_wrapper))
+    depth = model.backbone.depth
+    by_param = {id(p): g for g in wrapper.optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    lr = 1e-4
+    assert by_param[id(named["backbone.patch_embed.proj.weight"])]["lr"] == pytest.approx(lr * 0.7 ** (depth + 1))
+    assert by_param[id(named["backbone.blocks.0.attn.qkv.weight"])]["lr"] == pytest.approx(lr * 0.7 ** depth)
+    assert by_param[id(named["backbone.blocks.5.mlp.fc1.weight"])]["lr"] == pytest.approx(lr * 0.7)
+    for head in ("neck.stages.0.1.weight", "rpn_head.rpn_conv.0.conv.weight", "roi_head.bbox_head.fc_cls.weight"):
+        assert by_param[id(named[head])]["lr"] == pytest.approx(lr)
+    assert by_param[id(named["backbone.blocks.0.attn.rel_pos_h"])]["weight_decay"] == 0
+    assert by_param[id(named["backbone.pos_embed"])]["weight_decay"] == 0
+    assert by_param[id(named["backbone.blocks.0.attn.qkv.weight"])]["weight_decay"] == 0.1
+    assert sum(len(g["params"]) for g in wrapper.optimizer.param_groups) == len(named)
+
+
+@pytest.mark.parametrize("variant", ["fpn", "vitdet"])
+def test_one_training_iteration(coco_dir, variant):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(variant, coco_dir)
+    model = build_detector(cfg)
+    model.init_weights()
+    model.train()
+    data = model.data_preprocessor(train_batch(cfg), True)
+    losses = model(**data, mode="loss")
+    for k in ("loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask"):
+        v = losses[k]
+        v = sum(v) if isinstance(v, (list, tuple)) else v
+        assert torch.isfinite(v).all() and v.item() > 0, k
+    total_loss(losses).backward()
+    g = model.backbone.blocks[0].attn.qkv.weight.grad
+    assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+    assert model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_frozen_lower_blocks_stay_bit_identical(coco_dir):
+    from mmengine.optim import build_optim_wrapper
+    torch.manual_seed(0)
+    cfg = tiny_cfg("fpn", coco_dir)
+    cfg.model.backbone.frozen_blocks = 2
+    model = build_detector(cfg)
+    model.init_weights()
+    model.train()
+    wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    batch = train_batch(cfg)
+    for _ in range(2):
+        model.train_step(batch, wrapper)
+    after = model.backbone.state_dict()
+    frozen = [k for k in before if k.startswith(("blocks.0.", "blocks.1.", "patch_embed.", "pos_embed"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    trained = [k for k in before if k.startswith("blocks.2.") and k.endswith("weight")]
+    assert all(not torch.equal(before[k], after[k]) for k in trained)
+    assert not model.backbone.blocks[0].training and model.backbone.blocks[2].training
+
+
+def test_offline_config_classes_match_the_dataset(coco_dir):
+    from mae_backbone.data.offline_coco import offline_coco_classes
+    cfg = tiny_cfg("fpn")
+    assert tuple(cfg.train_dataloader.dataset.metainfo.classes) == offline_coco_classes(coco_dir)
+    for v in TINY:
+        c = tiny_cfg(v)
+        assert c.model.roi_head.bbox_head.num_classes == c.model.roi_head.mask_head.num_classes == len(
+            offline_coco_classes(coco_dir))
+
+
+def test_stock_mmdet_config_with_only_the_backbone_switched(coco_dir):
+    ours = Config.fromfile(osp.join(CFG_DIR, "mask-rcnn_mae-vit-b-fpn_stock-r50-1x_coco.py"))
+    import mmdet
+    stock = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), ".mim", "configs", "mask_rcnn",
+                                     "mask-rcnn_r50_fpn_1x_coco.py"))
+    def unscoped(d):  # `mmdet::` inheritance tags every dict with _scope_='mmdet'
+        if isinstance(d, dict):
+            return {k: unscoped(v) for k, v in d.items() if k != "_scope_"}
+        return [unscoped(v) for v in d] if isinstance(d, (list, tuple)) else d
+
+    a, b = unscoped(ours.to_dict()), unscoped(stock.to_dict())
+    a.pop("custom_imports")
+    assert a["model"].pop("backbone")["type"] == "MAEViT"
+    b["model"].pop("backbone")
+    assert a["model"]["neck"].pop("in_channels") == [768] * 4
+    b["model"]["neck"].pop("in_channels")
+    assert a == b  # nothing else differs from mmdet's own config
+    model = build_detector(ours).eval()
+    cfg = copy.deepcopy(ours)
+    ds = cfg.train_dataloader.dataset
+    ds.data_root, ds.ann_file, ds.data_prefix = str(coco_dir) + "/", "annotations/instances_train.json", dict(img="images/")
+    from mae_backbone.data.offline_coco import offline_coco_classes
+    ds.metainfo = dict(classes=offline_coco_classes(coco_dir))
+    data = model.data_preprocessor(train_batch(cfg, 1), True)  # stock 1333x800 pipeline
+    assert data["inputs"].shape[-2:] == (800, 1088)
+    with torch.no_grad():
+        losses = model(**data, mode="loss")
+    assert torch.isfinite(total_loss(losses))
