@@ -12,6 +12,7 @@ HF ViTMAE or our own runs load directly, strictly, with a logged report), and re
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,6 +26,22 @@ from mae_backbone.models.vit import VisionTransformer
 
 ARCHS = {"tiny": "tiny_patch16", "small": "small_patch16", "base": "base_patch16",
          "large": "large_patch16", "huge": "huge_patch14"}
+
+
+AUTOCAST_DTYPES = ("bfloat16", "float16")
+
+
+def check_autocast_dtype(dtype: Optional[str]) -> Optional[str]:
+    if dtype not in (None,) + AUTOCAST_DTYPES:
+        raise ValueError(f"autocast_dtype must be None or one of {AUTOCAST_DTYPES}, got {dtype!r}")
+    return dtype
+
+
+def autocast_context(dtype: Optional[str], device_type: str):
+    """``torch.autocast`` for a module's own forward (``dtype`` None: a no-op context)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
 
 
 def _arch_shape(arch: Union[str, Dict]) -> Dict:
@@ -58,6 +75,9 @@ class MAEViT(VisionTransformer):
         learnable_pos_embed: fine-tune the absolute position table (default True for transfer).
         use_cls_token: default: kept for global attention without relative positions, dropped
             (ViTDet) otherwise.
+        autocast_dtype: ``'bfloat16'`` runs this backbone (and its pyramid) under autocast and returns
+            float32 maps: mixed precision where the FLOPs are, while mmcv's detection ops (RoIAlign,
+            NMS), which have no bfloat16 kernels, stay in float32. ``tools/train.py --amp bf16`` sets it.
         window_size, global_block_indexes, use_rel_pos, rel_pos_img_size, drop_path_rate,
         grad_checkpointing, patch_size, mlp_ratio, qkv_bias: see :class:`VisionTransformer`.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)``; new parameters (relative
@@ -71,7 +91,8 @@ class MAEViT(VisionTransformer):
                  use_cls_token: Optional[bool] = None, window_size: int = 0,
                  global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
                  rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None, drop_path_rate: float = 0.0,
-                 grad_checkpointing: bool = False, init_cfg: Optional[Dict] = None, **kwargs):
+                 grad_checkpointing: bool = False, autocast_dtype: Optional[str] = None,
+                 init_cfg: Optional[Dict] = None, **kwargs):
         shape = {**_arch_shape(arch), **kwargs}
         if use_cls_token is None:
             use_cls_token = not (window_size or use_rel_pos)
@@ -86,6 +107,7 @@ class MAEViT(VisionTransformer):
         if not self.out_indices:
             raise ValueError("out_indices is empty: name at least one block")
         self.final_norm = final_norm
+        self.autocast_dtype = check_autocast_dtype(autocast_dtype)
         if not final_norm:
             self.norm = nn.Identity()
         self.pyramid = None
@@ -146,10 +168,11 @@ class MAEViT(VisionTransformer):
             raise ValueError(f"MAEViT got a {h}x{w} batch, not a multiple of the patch size {self.patch_size}: "
                              f"pad in the data preprocessor (pad_size_divisor={self.patch_size} or a multiple "
                              f"of it, e.g. 32) or resize the images")
-        maps = self.forward_intermediates(x, list(self.out_indices), norm=self.final_norm)
-        if self.pyramid is not None:
-            maps = self.pyramid(maps)
-        return tuple(maps)
+        with autocast_context(self.autocast_dtype, x.device.type):
+            maps = self.forward_intermediates(x, list(self.out_indices), norm=self.final_norm)
+            if self.pyramid is not None:
+                maps = self.pyramid(maps)
+        return tuple(m.float() for m in maps)
 
     def layer_id(self, name: str) -> int:
         """Blocks as the encoder; the pyramid sits with the heads (top layer)."""

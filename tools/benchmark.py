@@ -1,10 +1,13 @@
 """Benchmarks. Every figure is a median over repeats after warm-up, measured in one run.
 
 python tools/benchmark.py pretrain --arch mae_vit_base_patch16 --batch 8 --dtypes fp32 bf16
+python tools/benchmark.py detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
 """
 import argparse
+import json
 import os.path as osp
 import platform
+import subprocess
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
@@ -22,7 +25,19 @@ def main():
     pre.add_argument("--repeats", type=int, default=5)
     pre.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     pre.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    det = sub.add_parser("detection", help="Mask R-CNN ViT-B training iteration at 1024x1024 (time, peak memory); "
+                                            "each variant in its own process so peak memory is its own")
+    det.add_argument("--variants", nargs="+", default=["fpn", "vitdet"],
+                     choices=["fpn", "fpn-ckpt", "vitdet", "vitdet-ckpt", "vitdet-global"])
+    det.add_argument("--batch", type=int, default=1)
+    det.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    det.add_argument("--warmup", type=int, default=1)
+    det.add_argument("--repeats", type=int, default=3)
+    det.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    det.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure one variant, print JSON
     args = p.parse_args()
+    if args.cmd == "detection":
+        return detection(args)
 
     import torch
     from mae_backbone.benchmark import matmul_peak, pretrain_step_throughput
@@ -38,6 +53,38 @@ def main():
                                      repeats=args.repeats, device=args.device)
         peak = matmul_peak(dtype, device=args.device)
         print(f"| {r['arch']} | {r['batch']} | {dtype} | {r['step_s']:.3f} | {r['img_per_s']:.2f} | {peak / 1e12:.3f} |")
+
+
+def detection(args):
+    if args.one:
+        from downstream.benchmark import detection_iteration
+        v = args.one
+        r = detection_iteration(v.split("-")[0], batch=args.batch, dtype=args.dtype, grad_checkpointing=v.endswith("-ckpt"),
+                                all_global=v.endswith("-global"), warmup=args.warmup, repeats=args.repeats,
+                                device=args.device)
+        print("RESULT " + json.dumps(r))
+        return
+    import torch
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"device {args.device}; Mask R-CNN + MAE ViT-B, {args.dtype}, batch {args.batch}, median of {args.repeats} "
+          f"after {args.warmup} warm-up")
+    mem = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB) | RSS growth in training (MiB)"
+    print(f"| variant | input | s / iter | {mem} |")
+    print("|---|---|---|---|" + ("" if args.device == "cuda" else "---|"))
+    for v in args.variants:
+        cmd = [sys.executable, __file__, "detection", "--one", v, "--batch", str(args.batch), "--dtype", args.dtype,
+               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            sys.exit(f"variant {v} failed:\n{proc.stderr[-3000:]}")
+        r = json.loads(lines[-1][len("RESULT "):])
+        shape = "x".join(map(str, r["input"]))
+        if args.device == "cuda":
+            print(f"| {v} | {shape} | {r['step_s']:.2f} | {r['peak_mem_mib']:.0f} |")
+        else:
+            print(f"| {v} | {shape} | {r['step_s']:.2f} | {r['peak_rss_mib']:.0f} | {r['train_mem_mib']:.0f} |")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ C = 128  # neck / head width (stock 256)
 model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dim=192, depth=6, num_heads=3), img_size=(288, 384), out_indices=(5,),
                   window_size=6, global_block_indexes=(2, 5), rel_pos_img_size=(288, 384),
-                  drop_path_rate=0.0, init_cfg=None),
-    neck=dict(in_channels=192, out_channels=C),
+                  drop_path_rate=0.0, autocast_dtype=None, init_cfg=None,
+                  final_norm=True),  # LayerNorm the maps: from scratch, unnormalised ViT maps train far slower
+    neck=dict(in_channels=192, out_channels=C, autocast_dtype=None),
     rpn_head=dict(in_channels=C, feat_channels=C),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=C),

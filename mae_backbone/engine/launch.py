@@ -77,7 +77,18 @@ def scale_lr(cfg: Config, world_size: int) -> Optional[float]:
 
 
 def set_amp(cfg: Config, amp: str) -> None:
-    """Switch ``cfg.optim_wrapper`` to ``bf16`` autocast (CPU/GPU), ``fp16`` (CUDA, loss scaling) or ``off``."""
+    """Switch ``cfg.optim_wrapper`` to ``bf16`` autocast (CPU/GPU), ``fp16`` (CUDA, loss scaling) or ``off``.
+
+    Detection models (an ``MAEViT`` backbone): bf16 autocasts the backbone and a ``ViTDetSimplePyramid``
+    neck through their ``autocast_dtype`` instead, because mmcv's RoIAlign / NMS have no bf16 kernels.
+    """
+    model = cfg.get("model", {})
+    if model.get("backbone", {}).get("type") == "MAEViT" and amp in ("bf16", "off"):
+        dtype = "bfloat16" if amp == "bf16" else None
+        for part in ("backbone", "neck"):
+            if model.get(part, {}).get("type") in ("MAEViT", "ViTDetSimplePyramid"):
+                model[part].autocast_dtype = dtype
+        amp = "off"
     ow = cfg.optim_wrapper
     for key in ("dtype", "loss_scale", "device_type"):
         ow.pop(key, None)

@@ -15,6 +15,7 @@ model = dict(
         out_indices=(3, 5, 7, 11),
         pyramid=dict(rescales=(4, 2, 1, 0.5), norm='SyncBN'),
         drop_path_rate=0.1,
-        grad_checkpointing=False,        # True: recompute blocks in backward (~1/3 the activation memory)
+        grad_checkpointing=False,        # True: recompute blocks in backward (less activation memory)
+        autocast_dtype='bfloat16',       # bf16 backbone, fp32 maps out (heads fp32: mmcv ops lack bf16)
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
     neck=dict(in_channels=[768, 768, 768, 768]))

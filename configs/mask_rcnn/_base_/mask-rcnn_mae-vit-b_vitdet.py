@@ -20,6 +20,7 @@ model = dict(
         rel_pos_img_size=1024,
         drop_path_rate=0.1,
         grad_checkpointing=False,
+        autocast_dtype='bfloat16',       # bf16 backbone, fp32 maps out (heads fp32: mmcv ops lack bf16)
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
     neck=dict(
         _delete_=True,
@@ -28,7 +29,8 @@ model = dict(
         out_channels=256,
         scale_factors=(4.0, 2.0, 1.0, 0.5),
         norm='LN',
-        extra_pool=True),
+        extra_pool=True,
+        autocast_dtype='bfloat16'),
     rpn_head=dict(num_convs=2),
     roi_head=dict(
         bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=norm_cfg),

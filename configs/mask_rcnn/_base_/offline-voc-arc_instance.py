@@ -14,7 +14,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomFlip', prob=0.0),  # a memorisation check on the evaluated images: no augmentation
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [

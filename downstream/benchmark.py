@@ -1,0 +1,97 @@
+"""Detection-backbone timing: one Mask R-CNN training iteration at 1024 x 1024 (issue 4, issue 6 part 4).
+
+Each measurement builds the detector from a shipped config (no checkpoint), feeds a real photo (the
+offline VOC image) through the config's own large-scale-jitter pipeline and 1024 x 1024 batch padding,
+and times full iterations (data preprocessing, forward, backward, AdamW step with layer decay) as a
+median after warm-up. Memory: peak RSS of the process (CPU) or ``max_memory_allocated`` (CUDA).
+"""
+from __future__ import annotations
+
+import copy
+import resource
+import statistics
+import tempfile
+from typing import Dict
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+from mae_backbone.benchmark import median_time
+
+VARIANT_CONFIGS = {
+    "fpn": "configs/mask_rcnn/mask-rcnn_mae-vit-b-fpn_16xb4-lsj-100e_coco.py",
+    "vitdet": "configs/mask_rcnn/mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py",
+}
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def detection_iteration(variant: str = "vitdet", config: str = None, batch: int = 1, dtype: str = "fp32",
+                        grad_checkpointing: bool = False, all_global: bool = False, warmup: int = 1,
+                        repeats: int = 3, device: str = "cpu", seed: int = 0) -> Dict:
+    """Median seconds per Mask R-CNN training iteration and peak memory for one ViT-B variant.
+
+    ``all_global`` turns the ViTDet variant's windows off (every block global, the ablation of ViTDet Table 1).
+    """
+    import downstream  # noqa: F401  registration
+    from mae_backbone.data.offline_coco import write_offline_coco
+    from mmdet.registry import DATASETS, MODELS
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # the jitter / crop of the one sample
+    init_default_scope("mmdet")
+    cfg = Config.fromfile(config or VARIANT_CONFIGS[variant])
+    bb = cfg.model.backbone
+    bb.init_cfg = None
+    bb.grad_checkpointing = grad_checkpointing
+    if all_global:
+        bb.window_size, bb.global_block_indexes = 0, ()
+    if bb.get("pyramid") and bb.pyramid.get("norm") == "SyncBN" and not torch.distributed.is_initialized():
+        bb.pyramid.norm = "BN"  # single process: SyncBN computes BN; say so in the table
+    rss0 = _rss_mib()
+    model = MODELS.build(cfg.model).to(device).train()
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if dtype == "fp32":
+        optim_cfg.type, _ = "OptimWrapper", optim_cfg.pop("dtype", None)
+    else:
+        optim_cfg.dtype = "bfloat16"
+        optim_cfg.device_type = device
+    wrapper = build_optim_wrapper(model, optim_cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_offline_coco(tmp)
+        ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+        while ds_cfg.get("type") == "RepeatDataset":
+            ds_cfg = ds_cfg.dataset
+        # the config's COCO class names: the VOC photo's person / chair / bottle instances keep their boxes
+        ds_cfg.update(data_root=tmp + "/", ann_file="annotations/instances_train.json", data_prefix=dict(img="images/"))
+        ds_cfg.filter_cfg = dict(filter_empty_gt=True)
+        ds = DATASETS.build(ds_cfg)
+        samples = [ds[0] for _ in range(batch)]  # VOC photo (COCO classes person / chair / ... keep annotations)
+    data = pseudo_collate(samples)
+    rss_built = _rss_mib()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        model.train_step(data, wrapper)
+
+    times = median_time(step, warmup, repeats)
+    out = dict(variant=variant, all_global=all_global, grad_checkpointing=grad_checkpointing, dtype=dtype,
+               batch=batch, input=tuple(model.data_preprocessor(data, True)["inputs"].shape[-2:]),
+               step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats,
+               params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+               backbone_params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6)
+    if device == "cuda":
+        out["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    else:
+        out["peak_rss_mib"] = _rss_mib()
+        out["rss_before_mib"] = rss_built
+        out["train_mem_mib"] = out["peak_rss_mib"] - rss_built  # activations, grads, optimizer state, workspace
+        out["rss_start_mib"] = rss0
+    return out
