@@ -178,6 +178,23 @@ def test_decomposed_rel_pos_matches_definition():
     torch.testing.assert_close(bias, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_folded_rel_pos_attention_equals_explicit_bias():
+    """The fused-kernel form (bias folded into q/k) == SDPA with the materialised bias, values and gradients."""
+    from mae_backbone.models.attention import rel_pos_attention
+    torch.manual_seed(4)
+    H, W, C = 5, 7, 16
+    q, k, v = (torch.randn(2, 3, H * W, C, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    Rh = torch.randn(2 * 9 - 1, C, dtype=torch.float64, requires_grad=True)  # sized for another grid: interpolated
+    Rw = torch.randn(2 * W - 1, C, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=decomposed_rel_pos_bias(q, Rh, Rw, (H, W)))
+    out = rel_pos_attention(q, k, v, Rh, Rw, (H, W))
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    g_ref = torch.autograd.grad(ref.square().sum(), (q, k, v, Rh, Rw))
+    g_out = torch.autograd.grad(out.square().sum(), (q, k, v, Rh, Rw))
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
 def test_zero_rel_pos_changes_nothing_and_nonzero_does():
     torch.manual_seed(3)
     plain = Block(32, 2).eval()
@@ -226,6 +243,7 @@ def test_official_mae_checkpoint_loads_through_init_cfg(tmp_path, variant):
         cfg.model.backbone.global_block_indexes = (1, 3)
     cfg.model.neck.in_channels = [64] * 4 if variant == "fpn" else 64
     cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(ckpt))
+    cfg.model.backbone.final_norm = False  # as the paper configs: the checkpoint's final norm is unused
     model = build_detector(cfg)
     model.init_weights()
     report = model.backbone.load_report

@@ -76,6 +76,31 @@ def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w:
     return bias.reshape(B, nh, H * W, H * W)
 
 
+def rel_pos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_pos_h: torch.Tensor,
+                      rel_pos_w: torch.Tensor, grid: Grid, dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(C) + decomposed rel-pos bias) v without materialising the (N, N) bias.
+
+    The bias q_(i,j) . Rh[i - k] + q_(i,j) . Rw[j - l] has rank H + W in the key index, so it is folded
+    into the dot product: q' = [q, q.Rh / s, q.Rw / s], k' = [k, onehot(row), onehot(col)] with s the
+    softmax scale, v zero-padded to the same width. SDPA's fused (flash / memory-efficient) kernels
+    then run with O(N) memory, where an explicit float mask forces the O(N^2) math path.
+    """
+    H, W = grid
+    B, nh, N, C = q.shape
+    scale = C ** -0.5
+    r_q = q.reshape(B, nh, H, W, C)
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rel_pos_lookup(H, H, rel_pos_h).to(q.dtype)).reshape(B, nh, N, H)
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rel_pos_lookup(W, W, rel_pos_w).to(q.dtype)).reshape(B, nh, N, W)
+    idx = torch.arange(N, device=q.device)
+    rows = F.one_hot(idx // W, H).to(q.dtype).expand(B, nh, N, H)
+    cols = F.one_hot(idx % W, W).to(q.dtype).expand(B, nh, N, W)
+    q_aug = torch.cat([q, rel_h / scale, rel_w / scale], dim=-1)
+    k_aug = torch.cat([k, rows, cols], dim=-1)
+    v_aug = F.pad(v, (0, H + W))
+    out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, dropout_p=dropout_p, scale=scale)
+    return out[..., :C]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection.
 
@@ -112,15 +137,18 @@ class Attention(nn.Module):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        dropout_p = self.attn_drop if self.training else 0.0
         if self.use_rel_pos:
             if grid is None or grid[0] * grid[1] != N:
                 raise ValueError(f"relative position attention needs the token grid of its {N} tokens "
                                  f"(patch tokens only, no cls token), got grid={grid}")
-            rel = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, grid)
-            attn_bias = rel if attn_bias is None else attn_bias + rel
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias,
-            dropout_p=self.attn_drop if self.training else 0.0)
+            if attn_bias is None:
+                x = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, grid, dropout_p)
+            else:
+                bias = attn_bias + decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, grid)
+                x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p)
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))
 
