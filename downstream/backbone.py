@@ -166,8 +166,8 @@ class MAEViT(VisionTransformer):
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"MAEViT got a {h}x{w} batch, not a multiple of the patch size {self.patch_size}: "
-                             f"pad in the data preprocessor (pad_size_divisor={self.patch_size} or a multiple "
-                             f"of it, e.g. 32) or resize the images")
+                             f"pad in the data preprocessor (pad_size_divisor = a multiple of {self.patch_size}, "
+                             f"e.g. {self.patch_size * 2}) or resize the images")
         with autocast_context(self.autocast_dtype, x.device.type):
             maps = self.forward_intermediates(x, list(self.out_indices), norm=self.final_norm)
             if self.pyramid is not None:

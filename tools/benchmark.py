@@ -30,7 +30,8 @@ def main():
     det.add_argument("--variants", nargs="+", default=["fpn", "vitdet"],
                      choices=["fpn", "fpn-ckpt", "vitdet", "vitdet-ckpt", "vitdet-global"])
     det.add_argument("--batch", type=int, default=1)
-    det.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    det.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"],
+                     help="bf16: backbone + ViTDet neck under bf16 autocast, as the configs (heads fp32)")
     det.add_argument("--warmup", type=int, default=1)
     det.add_argument("--repeats", type=int, default=3)
     det.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
@@ -66,7 +67,7 @@ def detection(args):
         return
     import torch
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {args.device}; Mask R-CNN + MAE ViT-B, {args.dtype}, batch {args.batch}, median of {args.repeats} "
+          f"device {args.device}; Mask R-CNN + MAE ViT-B, backbone/neck {args.dtype} (heads fp32), batch {args.batch}, median of {args.repeats} "
           f"after {args.warmup} warm-up")
     mem = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB) | RSS growth in training (MiB)"
     print(f"| variant | input | s / iter | {mem} |")

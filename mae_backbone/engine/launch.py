@@ -83,12 +83,13 @@ def set_amp(cfg: Config, amp: str) -> None:
     neck through their ``autocast_dtype`` instead, because mmcv's RoIAlign / NMS have no bf16 kernels.
     """
     model = cfg.get("model", {})
-    if model.get("backbone", {}).get("type") == "MAEViT" and amp in ("bf16", "off"):
-        dtype = "bfloat16" if amp == "bf16" else None
+    if model.get("backbone", {}).get("type") == "MAEViT":
+        dtype = "bfloat16" if amp == "bf16" else None  # fp16: mmengine's AMP covers the whole model
         for part in ("backbone", "neck"):
             if model.get(part, {}).get("type") in ("MAEViT", "ViTDetSimplePyramid"):
                 model[part].autocast_dtype = dtype
-        amp = "off"
+        if amp == "bf16":
+            amp = "off"
     ow = cfg.optim_wrapper
     for key in ("dtype", "loss_scale", "device_type"):
         ow.pop(key, None)

@@ -37,13 +37,15 @@ class LayerNorm2d(nn.Module):
 
 
 def norm2d(kind: str, channels: int) -> nn.Module:
-    """A norm for (B, C, H, W) maps: 'LN' (channel LayerNorm), 'BN', 'SyncBN' (multi-GPU) or 'GN' (32 groups)."""
+    """A norm for (B, C, H, W) maps: 'LN' (channel LayerNorm), 'BN', 'SyncBN' (multi-GPU; BN without CUDA) or 'GN'."""
     if kind == "LN":
         return LayerNorm2d(channels)
     if kind == "BN":
         return nn.BatchNorm2d(channels)
     if kind == "SyncBN":
-        return nn.SyncBatchNorm(channels)
+        # torch's SyncBatchNorm refuses CPU tensors under a process group (gloo DDP); without CUDA it is
+        # plain BatchNorm (per-process statistics, which is what SyncBN computes in a single process)
+        return nn.SyncBatchNorm(channels) if torch.cuda.is_available() else nn.BatchNorm2d(channels)
     if kind == "GN":
         return nn.GroupNorm(min(32, channels), channels)
     raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
@@ -123,6 +125,11 @@ class SimpleFeaturePyramid(nn.Module):
                 nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), norm2d(norm, out_channels)))
         self.num_outs = len(self.scale_factors) + int(extra_pool)
         self.out_channels = out_channels
+        for m in self.modules():  # detectron2's c2_xavier_fill for the projection convs
+            if type(m) is nn.Conv2d:
+                nn.init.kaiming_uniform_(m.weight, a=1)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Takes the backbone's outputs (uses the last one) and returns maps, finest first."""
