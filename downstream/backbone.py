@@ -131,6 +131,8 @@ class MAEViT(VisionTransformer):
         keys = []
         if self.use_rel_pos:
             keys.append(r"^blocks\.\d+\.attn\.rel_pos_[hw]$")
+        if self.use_rel_pos_bias:
+            keys.append(r"^blocks\.\d+\.attn\.rel_pos_bias\.table$")
         if self.pyramid is not None:
             keys.append(r"^pyramid\.")
         if self.final_norm:

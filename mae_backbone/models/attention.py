@@ -101,10 +101,57 @@ def rel_pos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_pos
     return out[..., :C]
 
 
+class RelativePositionBias(nn.Module):
+    """BEiT's per-block relative position bias (used by the MAE paper for ADE20K): one learned scalar per
+    head for every 2-D offset, plus 3 for cls->token, token->cls and cls->cls when a cls token leads.
+
+    ``table`` is ((2h-1)(2w-1) + 3, heads) for the (h, w) grid it was built for, zero-initialised (the
+    block then computes what it computes without it); other grids resize the offset part bilinearly.
+    """
+
+    def __init__(self, grid: Grid, num_heads: int):
+        super().__init__()
+        self.grid = tuple(grid)
+        self.num_heads = num_heads
+        h, w = self.grid
+        self.table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1) + 3, num_heads))
+
+    @staticmethod
+    def index(grid: Grid, cls_token: bool, device=None) -> torch.Tensor:
+        """(N, N) indices into a table for ``grid`` (N = h*w (+1)); extras are the last 3 rows."""
+        h, w = grid
+        coords = torch.stack(torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
+                                            indexing="ij")).flatten(1)  # (2, h*w)
+        rel = coords[:, :, None] - coords[:, None, :]
+        idx = (rel[0] + h - 1) * (2 * w - 1) + (rel[1] + w - 1)
+        if not cls_token:
+            return idx
+        n = (2 * h - 1) * (2 * w - 1)
+        full = torch.empty(h * w + 1, h * w + 1, dtype=idx.dtype, device=device)
+        full[1:, 1:] = idx
+        full[0, 1:], full[1:, 0], full[0, 0] = n, n + 1, n + 2
+        return full
+
+    def forward(self, grid: Grid, cls_token: bool) -> torch.Tensor:
+        """Bias (1, heads, N, N) for tokens on ``grid`` (with a leading cls token if ``cls_token``)."""
+        h, w = grid
+        table = self.table
+        if tuple(grid) != self.grid:
+            H, W = self.grid
+            offsets = table[:-3].t().reshape(1, self.num_heads, 2 * H - 1, 2 * W - 1)
+            offsets = F.interpolate(offsets.float(), size=(2 * h - 1, 2 * w - 1), mode="bilinear",
+                                    align_corners=False).to(table.dtype)
+            table = torch.cat([offsets.reshape(self.num_heads, -1).t(), table[-3:]], dim=0)
+        idx = self.index(grid, cls_token, table.device)
+        return table[idx.reshape(-1)].reshape(idx.shape[0], idx.shape[1], -1).permute(2, 0, 1)[None]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection.
 
     Args:
+        rel_pos_bias_size: when given, add BEiT's relative position bias (a learned scalar per head and
+            offset, cls-aware; :class:`RelativePositionBias`), zero-initialised, sized for this grid.
         rel_pos_size: when given, add ViTDet's decomposed relative position with tables
             ``rel_pos_h`` (2h-1, head_dim), ``rel_pos_w`` (2w-1, head_dim) sized for this
             (h, w) grid (other grids interpolate), zero-initialised so the block starts out
@@ -112,7 +159,8 @@ class Attention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0, rel_pos_size: Optional[Grid] = None):
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, rel_pos_size: Optional[Grid] = None,
+                 rel_pos_bias_size: Optional[Grid] = None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -127,6 +175,7 @@ class Attention(nn.Module):
             h, w = rel_pos_size
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * h - 1, self.head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * w - 1, self.head_dim))
+        self.rel_pos_bias = RelativePositionBias(rel_pos_bias_size, num_heads) if rel_pos_bias_size else None
 
     def forward(self, x: torch.Tensor, attn_bias: Optional[torch.Tensor] = None,
                 grid: Optional[Grid] = None) -> torch.Tensor:
@@ -138,6 +187,12 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         dropout_p = self.attn_drop if self.training else 0.0
+        if self.rel_pos_bias is not None:
+            if grid is None or N - grid[0] * grid[1] not in (0, 1):
+                raise ValueError(f"relative position bias needs the token grid of its {N} tokens "
+                                 f"(patch tokens, optionally after one cls token), got grid={grid}")
+            bias = self.rel_pos_bias(grid, cls_token=N == grid[0] * grid[1] + 1).to(q.dtype)
+            attn_bias = bias if attn_bias is None else attn_bias + bias
         if self.use_rel_pos:
             if grid is None or grid[0] * grid[1] != N:
                 raise ValueError(f"relative position attention needs the token grid of its {N} tokens "
@@ -163,14 +218,15 @@ class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path: float = 0.0, norm_layer: Type[nn.Module] = nn.LayerNorm,
                  act_layer: Type[nn.Module] = nn.GELU, proj_drop: float = 0.0,
-                 attn_drop: float = 0.0, window_size: int = 0, rel_pos_size: Optional[Grid] = None):
+                 attn_drop: float = 0.0, window_size: int = 0, rel_pos_size: Optional[Grid] = None,
+                 rel_pos_bias_size: Optional[Grid] = None):
         super().__init__()
         if window_size < 0:
             raise ValueError(f"window_size must be >= 0 (0 = global attention), got {window_size}")
         self.window_size = window_size
         self.norm1 = norm_layer(dim)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop,
-                              proj_drop=proj_drop, rel_pos_size=rel_pos_size)
+                              proj_drop=proj_drop, rel_pos_size=rel_pos_size, rel_pos_bias_size=rel_pos_bias_size)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio),

@@ -69,6 +69,8 @@ class VisionTransformer(nn.Module):
         global_block_indexes: blocks that keep global attention when ``window_size`` > 0.
         use_rel_pos: ViTDet's decomposed relative position in every block (zero-initialised;
             windowed blocks get window-sized tables, global ones tables for ``rel_pos_img_size``).
+        use_rel_pos_bias: BEiT's relative position bias in every block (a learned scalar per head and
+            offset, cls-aware; zero-initialised), as the MAE paper's ADE20K transfer.
         rel_pos_img_size: image size the global blocks' relative tables are sized for (the
             fine-tuning size, e.g. 1024); default ``img_size``. Other sizes interpolate.
     """
@@ -79,7 +81,7 @@ class VisionTransformer(nn.Module):
                  norm_layer: Type[nn.Module] = LayerNorm6, learnable_pos_embed: bool = False,
                  grad_checkpointing: bool = False, use_cls_token: bool = True, window_size: int = 0,
                  global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
-                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None):
+                 use_rel_pos_bias: bool = False, rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None):
         super().__init__()
         self.img_size = to_2tuple(img_size)
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
@@ -94,6 +96,7 @@ class VisionTransformer(nn.Module):
         self.num_prefix_tokens = 1 if use_cls_token else 0
         self.window_size = window_size
         self.use_rel_pos = use_rel_pos
+        self.use_rel_pos_bias = use_rel_pos_bias
         self.global_block_indexes = self._check_transfer_args(
             depth, window_size, global_block_indexes, use_rel_pos, use_cls_token)
         self.grad_checkpointing = grad_checkpointing
@@ -119,6 +122,8 @@ class VisionTransformer(nn.Module):
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
                   norm_layer=norm_layer, window_size=windows[i],
                   rel_pos_size=None if not use_rel_pos else
+                  ((windows[i], windows[i]) if windows[i] else global_rel_grid),
+                  rel_pos_bias_size=None if not use_rel_pos_bias else
                   ((windows[i], windows[i]) if windows[i] else global_rel_grid))
             for i in range(depth)])
         self.norm = norm_layer(embed_dim)
@@ -212,7 +217,7 @@ class VisionTransformer(nn.Module):
         """(B, C, H, W) -> normalised tokens (B, 1 + L, D), or (B, 1 + K, D) for ``ids_keep`` (B, K)."""
         tokens, cls, grid = self.embed_patches(x)
         if ids_keep is not None:
-            if self.window_size or self.use_rel_pos:
+            if self.window_size or self.use_rel_pos or self.use_rel_pos_bias:
                 raise ValueError("ids_keep (masked encoding) needs global attention without relative "
                                  "positions; window attention / rel-pos are for transfer on full grids")
             tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
@@ -274,6 +279,8 @@ class VisionTransformer(nn.Module):
         for i, blk in enumerate(self.blocks):
             if blk.attn.use_rel_pos:
                 names |= {f"blocks.{i}.attn.rel_pos_h", f"blocks.{i}.attn.rel_pos_w"}
+            if blk.attn.rel_pos_bias is not None:
+                names.add(f"blocks.{i}.attn.rel_pos_bias.table")
         return names
 
     def freeze(self, num_frozen_blocks: int) -> None:

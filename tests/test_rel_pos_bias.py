@@ -1,0 +1,60 @@
+"""BEiT-style relative position bias (the MAE paper's ADE20K transfer, issue 5)."""
+import torch
+
+from mae_backbone.models import VisionTransformer
+from mae_backbone.models.attention import Block, RelativePositionBias
+
+
+def test_index_matches_beit_definition():
+    """Reference: BEiT's relative_position_index, written out with loops (row-major tokens, cls first)."""
+    h, w = 3, 4
+    idx = RelativePositionBias.index((h, w), cls_token=True)
+    n = (2 * h - 1) * (2 * w - 1)
+    assert idx.shape == (1 + h * w, 1 + h * w)
+    for a in range(h * w):
+        for b in range(h * w):
+            (i, j), (k, m) = divmod(a, w), divmod(b, w)
+            assert idx[1 + a, 1 + b] == (i - k + h - 1) * (2 * w - 1) + (j - m + w - 1)
+    assert (idx[0, 1:] == n).all() and (idx[1:, 0] == n + 1).all() and idx[0, 0] == n + 2
+    assert torch.equal(RelativePositionBias.index((h, w), cls_token=False), idx[1:, 1:])
+
+
+def test_bias_values_follow_the_table():
+    torch.manual_seed(0)
+    rpb = RelativePositionBias((3, 4), num_heads=2)
+    with torch.no_grad():
+        rpb.table.normal_()
+    bias = rpb((3, 4), cls_token=True)
+    assert bias.shape == (1, 2, 13, 13)
+    # token (0, 0) attending token (2, 3): offset (-2, -3) -> row 0 * 7 + 0 = 0
+    assert torch.equal(bias[0, :, 1, 1 + 2 * 4 + 3], rpb.table[0])
+    assert torch.equal(bias[0, :, 0, 5], rpb.table[-3]) and torch.equal(bias[0, :, 0, 0], rpb.table[-1])
+    # another grid: the offset part is resized, the 3 cls entries are kept
+    big = rpb((5, 6), cls_token=True)
+    assert big.shape == (1, 2, 31, 31) and torch.equal(big[0, :, 0, 0], rpb.table[-1])
+
+
+def test_zero_initialised_bias_changes_nothing():
+    torch.manual_seed(1)
+    plain = Block(48, 3).eval()
+    biased = Block(48, 3, rel_pos_bias_size=(4, 5)).eval()
+    missing, unexpected = biased.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["attn.rel_pos_bias.table"] and not unexpected
+    x = torch.randn(2, 1 + 20, 48)
+    # SDPA takes the masked path with a bias: equal up to float rounding
+    torch.testing.assert_close(biased(x, grid=(4, 5)), plain(x, grid=(4, 5)), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        biased.attn.rel_pos_bias.table.normal_()
+    assert not torch.allclose(biased(x, grid=(4, 5)), plain(x, grid=(4, 5)), atol=1e-3)
+
+
+def test_encoder_with_bias_equals_plain_encoder_at_init_and_exempts_tables_from_decay():
+    a = VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2)
+    b = VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, use_rel_pos_bias=True,
+                          rel_pos_img_size=96)
+    missing, _ = b.load_state_dict(a.state_dict(), strict=False)
+    assert sorted(missing) == ["blocks.0.attn.rel_pos_bias.table", "blocks.1.attn.rel_pos_bias.table"]
+    assert b.blocks[0].attn.rel_pos_bias.table.shape == ((2 * 6 - 1) ** 2 + 3, 2)
+    x = torch.randn(2, 3, 96, 128)  # a grid (6 x 8) other than the table's
+    torch.testing.assert_close(b.forward_features(x), a.forward_features(x), rtol=0, atol=1e-5)
+    assert "blocks.1.attn.rel_pos_bias.table" in b.no_weight_decay()
