@@ -58,6 +58,34 @@ def _arch_shape(arch: Union[str, Dict]) -> Dict:
     return dict(patch_size=p, embed_dim=d, depth=n, num_heads=h)
 
 
+# mmseg / mmpretrain backbone argument names -> ours, so a stock config (e.g. mmseg's
+# mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py) runs with only ``type`` switched to MAEViT
+MM_ALIASES = {"embed_dims": "embed_dim", "num_layers": "depth", "in_channels": "in_chans",
+              "init_values": "layer_scale_init"}
+
+
+def translate_mm_kwargs(kwargs: Dict) -> Dict:
+    """Map mmseg / mmpretrain ViT arguments onto ours; refuse the ones whose meaning we do not implement."""
+    kwargs = dict(kwargs)
+    for old, new in MM_ALIASES.items():
+        if old in kwargs:
+            if new in kwargs:
+                raise ValueError(f"pass either {old} (mmseg name) or {new}, not both")
+            kwargs[new] = kwargs.pop(old)
+    norm = kwargs.pop("norm_cfg", None)
+    if norm is not None and (norm.get("type") != "LN" or norm.get("eps", 1e-5) != 1e-6):
+        raise ValueError(f"MAEViT's blocks use LayerNorm(eps=1e-6) as the MAE checkpoints; got norm_cfg={norm}")
+    act = kwargs.pop("act_cfg", None)
+    if act is not None and act.get("type") != "GELU":
+        raise ValueError(f"MAEViT's MLPs use GELU as the MAE checkpoints; got act_cfg={act}")
+    for name in ("attn_drop_rate", "drop_rate"):
+        if kwargs.pop(name, 0.0):
+            raise ValueError(f"{name} > 0 is not supported by MAEViT (MAE fine-tuning uses drop_path_rate only)")
+    if kwargs.pop("norm_eval", False):
+        raise ValueError("norm_eval=True freezes BatchNorm statistics; MAEViT has no BatchNorm in its blocks")
+    return kwargs
+
+
 class MAEViT(VisionTransformer):
     """MAE ViT backbone for mmdet / mmseg (registered in both under ``MAEViT``).
 
@@ -80,6 +108,9 @@ class MAEViT(VisionTransformer):
             NMS), which have no bfloat16 kernels, stay in float32. ``tools/train.py --amp bf16`` sets it.
         window_size, global_block_indexes, use_rel_pos, rel_pos_img_size, drop_path_rate,
         grad_checkpointing, patch_size, mlp_ratio, qkv_bias: see :class:`VisionTransformer`.
+        pretrained: a checkpoint path, the same as ``init_cfg=dict(type='Pretrained', checkpoint=...)``
+            (mmseg's ``EncoderDecoder(pretrained=...)`` passes it). mmseg / mmpretrain argument names
+            (``embed_dims``, ``num_layers``, ``in_channels``, ``init_values``, LN / GELU cfgs) are accepted.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)``; new parameters (relative
             position tables, pyramid) may be missing, the MAE decoder / mask token, the unused
             cls token and final norm, and a classification head may be unused; anything else fails.
@@ -92,8 +123,12 @@ class MAEViT(VisionTransformer):
                  global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
                  rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None, drop_path_rate: float = 0.0,
                  grad_checkpointing: bool = False, autocast_dtype: Optional[str] = None,
-                 init_cfg: Optional[Dict] = None, **kwargs):
-        shape = {**_arch_shape(arch), **kwargs}
+                 init_cfg: Optional[Dict] = None, pretrained: Optional[str] = None, **kwargs):
+        shape = {**_arch_shape(arch), **translate_mm_kwargs(kwargs)}
+        if pretrained:  # mmseg's EncoderDecoder(pretrained=...) hands it to the backbone
+            if init_cfg:
+                raise ValueError("set either pretrained= or init_cfg=dict(type='Pretrained', ...), not both")
+            init_cfg = dict(type="Pretrained", checkpoint=pretrained)
         if use_cls_token is None:
             use_cls_token = not (window_size or use_rel_pos)
         super().__init__(img_size=img_size, drop_path_rate=drop_path_rate, learnable_pos_embed=learnable_pos_embed,
@@ -133,6 +168,8 @@ class MAEViT(VisionTransformer):
             keys.append(r"^blocks\.\d+\.attn\.rel_pos_[hw]$")
         if self.use_rel_pos_bias:
             keys.append(r"^blocks\.\d+\.attn\.rel_pos_bias\.table$")
+        if self.layer_scale_init:
+            keys.append(r"^blocks\.\d+\.ls[12]\.gamma$")
         if self.pyramid is not None:
             keys.append(r"^pyramid\.")
         if self.final_norm:

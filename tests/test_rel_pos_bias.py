@@ -58,3 +58,35 @@ def test_encoder_with_bias_equals_plain_encoder_at_init_and_exempts_tables_from_
     x = torch.randn(2, 3, 96, 128)  # a grid (6 x 8) other than the table's
     torch.testing.assert_close(b.forward_features(x), a.forward_features(x), rtol=0, atol=1e-5)
     assert "blocks.1.attn.rel_pos_bias.table" in b.no_weight_decay()
+
+
+def test_layer_scale_starts_as_the_plain_block_and_trains():
+    torch.manual_seed(2)
+    plain = Block(32, 2).eval()
+    scaled = Block(32, 2, layer_scale_init=1.0).eval()
+    missing, _ = scaled.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["ls1.gamma", "ls2.gamma"]
+    x = torch.randn(2, 9, 32)
+    assert torch.equal(scaled(x), plain(x))
+    with torch.no_grad():
+        scaled.ls2.gamma.fill_(0.5)
+    assert not torch.allclose(scaled(x), plain(x))
+
+
+def test_mmseg_argument_names_are_understood_or_refused():
+    import pytest
+    pytest.importorskip("mmseg")
+    from downstream import MAEViT
+    bb = MAEViT(embed_dims=64, num_layers=2, num_heads=2, in_channels=3, init_values=1.0, out_indices=[1],
+                norm_cfg=dict(type="LN", eps=1e-6), act_cfg=dict(type="GELU"), norm_eval=False, attn_drop_rate=0.0)
+    assert bb.embed_dim == 64 and bb.depth == 2 and bb.blocks[1].ls1.gamma.shape == (64,)
+    assert r"^blocks\.\d+\.ls[12]\.gamma$" in bb.expected_new_keys()
+    with pytest.raises(ValueError, match="LayerNorm"):
+        MAEViT(embed_dims=64, num_layers=2, num_heads=2, out_indices=[1], norm_cfg=dict(type="BN"))
+    with pytest.raises(ValueError, match="not both"):
+        MAEViT(embed_dims=64, embed_dim=64, num_layers=2, num_heads=2, out_indices=[1])
+    with pytest.raises(ValueError, match="not both"):
+        MAEViT(embed_dims=64, num_layers=2, num_heads=2, out_indices=[1], pretrained="a.pth",
+               init_cfg=dict(type="Pretrained", checkpoint="b.pth"))
+    assert MAEViT(embed_dims=64, num_layers=2, num_heads=2, out_indices=[1], pretrained="a.pth").init_cfg == dict(
+        type="Pretrained", checkpoint="a.pth")

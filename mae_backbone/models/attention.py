@@ -13,7 +13,7 @@ from typing import Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
 Grid = Tuple[int, int]
@@ -211,6 +211,7 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm ViT block: x + attn(norm1(x)), then x + mlp(norm2(x)).
 
+    ``layer_scale_init`` adds learnable per-channel residual scales initialised to that value.
     ``window_size > 0`` makes attention local to non-overlapping windows of the token grid
     (ViTDet); the tokens must then be patch tokens only and ``grid`` must be given.
     """
@@ -219,7 +220,7 @@ class Block(nn.Module):
                  drop_path: float = 0.0, norm_layer: Type[nn.Module] = nn.LayerNorm,
                  act_layer: Type[nn.Module] = nn.GELU, proj_drop: float = 0.0,
                  attn_drop: float = 0.0, window_size: int = 0, rel_pos_size: Optional[Grid] = None,
-                 rel_pos_bias_size: Optional[Grid] = None):
+                 rel_pos_bias_size: Optional[Grid] = None, layer_scale_init: Optional[float] = None):
         super().__init__()
         if window_size < 0:
             raise ValueError(f"window_size must be >= 0 (0 = global attention), got {window_size}")
@@ -231,6 +232,9 @@ class Block(nn.Module):
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio),
                        act_layer=act_layer, drop=proj_drop)
+        # optional per-channel residual scales (CaiT / BEiT "layer scale", timm names ls1.gamma / ls2.gamma)
+        self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+        self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
 
     def forward(self, x: torch.Tensor, grid: Optional[Grid] = None,
                 attn_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -248,5 +252,5 @@ class Block(nn.Module):
             y = window_unpartition(win, self.window_size, padded, grid).reshape(B, -1, C)
         else:
             y = self.attn(y, attn_bias, grid=grid)
-        x = x + self.drop_path(y)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.ls1(y))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))

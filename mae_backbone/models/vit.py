@@ -71,6 +71,8 @@ class VisionTransformer(nn.Module):
             windowed blocks get window-sized tables, global ones tables for ``rel_pos_img_size``).
         use_rel_pos_bias: BEiT's relative position bias in every block (a learned scalar per head and
             offset, cls-aware; zero-initialised), as the MAE paper's ADE20K transfer.
+        layer_scale_init: add per-block residual layer scales (``ls1.gamma``, ``ls2.gamma``) with this
+            initial value (1.0 starts as the plain block; mmseg's MAE transfer configs use it).
         rel_pos_img_size: image size the global blocks' relative tables are sized for (the
             fine-tuning size, e.g. 1024); default ``img_size``. Other sizes interpolate.
     """
@@ -81,7 +83,7 @@ class VisionTransformer(nn.Module):
                  norm_layer: Type[nn.Module] = LayerNorm6, learnable_pos_embed: bool = False,
                  grad_checkpointing: bool = False, use_cls_token: bool = True, window_size: int = 0,
                  global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
-                 use_rel_pos_bias: bool = False, rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None):
+                 use_rel_pos_bias: bool = False, layer_scale_init: Optional[float] = None, rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None):
         super().__init__()
         self.img_size = to_2tuple(img_size)
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
@@ -97,6 +99,7 @@ class VisionTransformer(nn.Module):
         self.window_size = window_size
         self.use_rel_pos = use_rel_pos
         self.use_rel_pos_bias = use_rel_pos_bias
+        self.layer_scale_init = layer_scale_init
         self.global_block_indexes = self._check_transfer_args(
             depth, window_size, global_block_indexes, use_rel_pos, use_cls_token)
         self.grad_checkpointing = grad_checkpointing
@@ -124,7 +127,8 @@ class VisionTransformer(nn.Module):
                   rel_pos_size=None if not use_rel_pos else
                   ((windows[i], windows[i]) if windows[i] else global_rel_grid),
                   rel_pos_bias_size=None if not use_rel_pos_bias else
-                  ((windows[i], windows[i]) if windows[i] else global_rel_grid))
+                  ((windows[i], windows[i]) if windows[i] else global_rel_grid),
+                  layer_scale_init=layer_scale_init)
             for i in range(depth)])
         self.norm = norm_layer(embed_dim)
         self._init_encoder_weights()
