@@ -44,3 +44,48 @@ def test_stock_mmseg_mae_config_with_only_the_backbone_type_switched():
         logits = model.encode_decode(x, [meta])
     assert [f.shape[-1] for f in feats] == [128, 64, 32, 16] and all(f.shape[1] == 768 for f in feats)
     assert logits.shape == (1, 150, 512, 512) and torch.isfinite(logits).all()
+
+
+TINY = osp.join(ROOT, "configs", "upernet", "upernet_mae-vit-tiny_1xb2-300i_offline-voc-arc.py")
+
+
+def test_offline_config_classes_match_the_written_dataset(tmp_path):
+    from mae_backbone.data.offline_ade import offline_ade_metainfo, write_offline_ade
+    write_offline_ade(tmp_path)
+    cfg = Config.fromfile(TINY)
+    meta = offline_ade_metainfo(tmp_path)
+    assert tuple(cfg.metainfo.classes) == tuple(meta["classes"])
+    assert [list(c) for c in cfg.metainfo.palette] == [list(c) for c in meta["palette"]]
+    assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == len(meta["classes"])
+
+
+def test_overfit_two_photos_reaches_miou(tmp_path):
+    """tools/train.py then tools/test.py (IoUMetric) on the two offline label maps, 300 iterations."""
+    import re
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from mae_backbone.data.offline_ade import write_offline_ade
+    data = tmp_path / "ade"
+    write_offline_ade(data)
+    opts = [f"train_dataloader.dataset.data_root={data}/", f"val_dataloader.dataset.data_root={data}/",
+            f"test_dataloader.dataset.data_root={data}/"]
+    work = tmp_path / "work"
+    train = subprocess.run([sys.executable, "tools/train.py", TINY, "--work-dir", str(work), "--cfg-options", *opts,
+                            "train_cfg.val_interval=100000"], cwd=ROOT, capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr[-3000:]
+    vis = tmp_path / "vis"
+    test = subprocess.run([sys.executable, "tools/test.py", TINY, str(work / "iter_300.pth"), "--work-dir",
+                           str(tmp_path / "t"), "--show-dir", str(vis), "--cfg-options", *opts],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics = dict(re.findall(r"(mIoU|mAcc|aAcc): ([0-9.]+)", test.stdout))
+    miou = float(metrics["mIoU"])
+    print(f"mIoU {miou:.2f} mAcc {metrics['mAcc']} aAcc {metrics['aAcc']}")
+    assert miou >= 50.0, metrics  # mmseg reports percent
+    for name, (w, h) in (("voc", (500, 375)), ("arc2017", (640, 480))):
+        png = vis / f"{name}.png"
+        assert png.is_file(), list(vis.iterdir())
+        assert Image.open(png).size == (2 * w, h)  # ground truth | colour-coded prediction

@@ -1,0 +1,34 @@
+# UperNet + auxiliary FCN head on the MAE ViT-B (MAE paper Sec. 5, ADE20K, after BEiT): blocks 3, 5, 7,
+# 11 rescaled to strides 4, 8, 16, 32 (2x deconv twice, 2x deconv, identity, max-pool) inside the
+# backbone, relative position bias in every block (zero-initialised, transfer only), drop path 0.1.
+_base_ = ['mmseg::_base_/default_runtime.py']
+custom_imports = dict(imports=['downstream'], allow_failed_imports=False)
+
+crop_size = (512, 512)
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+data_preprocessor = dict(
+    type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=crop_size)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='MAEViT',
+        arch='base',
+        img_size=512,                    # position table resized from the 14x14 checkpoint at load (reported)
+        out_indices=(3, 5, 7, 11),
+        pyramid=dict(rescales=(4, 2, 1, 0.5), norm='SyncBN'),
+        use_rel_pos_bias=True,
+        drop_path_rate=0.1,
+        autocast_dtype='bfloat16',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
+    decode_head=dict(
+        type='UPerHead', in_channels=[768, 768, 768, 768], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
+        channels=768, dropout_ratio=0.1, num_classes=150, norm_cfg=norm_cfg, align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    auxiliary_head=dict(
+        type='FCNHead', in_channels=768, in_index=2, channels=256, num_convs=1, concat_input=False,
+        dropout_ratio=0.1, num_classes=150, norm_cfg=norm_cfg, align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))
