@@ -89,3 +89,25 @@ def test_overfit_two_photos_reaches_miou(tmp_path):
         png = vis / f"{name}.png"
         assert png.is_file(), list(vis.iterdir())
         assert Image.open(png).size == (2 * w, h)  # ground truth | colour-coded prediction
+
+
+@pytest.mark.parametrize("name", ["upernet_mae-vit-b_8xb2-160k_ade20k-512x512.py",
+                                  "upernet_mae-vit-l_8xb2-160k_ade20k-512x512.py"])
+def test_paper_configs_build_from_registry(name):
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "upernet", name))
+    large = "-l_" in name
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay == 0.65
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4 and cfg.optim_wrapper.optimizer.weight_decay == 0.05
+    assert cfg.train_cfg.max_iters == 160000 and cfg.train_dataloader.batch_size * 8 == 16
+    warm, poly = cfg.param_scheduler
+    assert warm.type == "LinearLR" and warm.end == 1500 and poly.type == "PolyLR" and poly.begin == 1500
+    assert cfg.train_dataloader.dataset.type == "ADE20KDataset" and cfg.val_evaluator.type == "IoUMetric"
+    assert cfg.model.test_cfg.mode == "slide" and cfg.model.backbone.autocast_dtype == "bfloat16"
+    init_default_scope("mmseg")
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    bb = model.backbone
+    assert bb.out_indices == ((7, 11, 15, 23) if large else (3, 5, 7, 11)) and bb.grid == (32, 32)
+    assert all(b.attn.rel_pos_bias is not None for b in bb.blocks)
+    assert bb.pyramid.rescales == (4.0, 2.0, 1.0, 0.5)

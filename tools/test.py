@@ -23,6 +23,8 @@ def main():
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--show-dir", help="write <image>.png with ground truth and predictions drawn by the "
                                        "config's visualizer (detection / segmentation)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: wrap the model in the config's "
+                                                       "tta_model (e.g. multi-scale + flip segmentation configs)")
     args = p.parse_args()
 
     cfg = Config.fromfile(args.config)
@@ -35,6 +37,11 @@ def main():
         cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
     if "pretrained" in cfg.model:
         cfg.model.pretrained = None  # the evaluated checkpoint holds every weight
+    if args.tta:
+        if not cfg.get("tta_model"):
+            sys.exit("--tta needs a config with tta_model (and a TTA test pipeline), e.g. *_ms-flip-test.py")
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
     if args.show_dir:
         if not cfg.get("visualizer"):
             sys.exit("--show-dir needs a config with a visualizer (detection / segmentation configs have one)")

@@ -4,11 +4,10 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['downstream'], allow_failed_imports=False)
 
-crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=crop_size)
+    bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=(512, 512))
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
