@@ -15,6 +15,7 @@ from mmengine.registry import MODELS as _MMENGINE_MODELS
 
 from .backbone import MAEViT
 from .necks import ViTDetSimplePyramid
+from .segmentation import CheckSegLabels, SegClassCountCheckHook
 
 REGISTERED = []
 
@@ -32,4 +33,13 @@ for _pkg in ("mmdet", "mmseg"):
         _registry.register_module(name=_cls.__name__, module=_cls, force=True)
     REGISTERED.append(_pkg)
 
-__all__ = ["MAEViT", "ViTDetSimplePyramid", "REGISTERED"]
+try:
+    from mmseg.registry import TRANSFORMS as _SEG_TRANSFORMS
+    _SEG_TRANSFORMS.register_module(name="CheckSegLabels", module=CheckSegLabels, force=True)
+except ImportError:
+    pass
+from mmengine.registry import HOOKS as _HOOKS  # noqa: E402
+if _HOOKS.get("SegClassCountCheckHook") is None:
+    _HOOKS.register_module(name="SegClassCountCheckHook", module=SegClassCountCheckHook)
+
+__all__ = ["MAEViT", "ViTDetSimplePyramid", "CheckSegLabels", "SegClassCountCheckHook", "REGISTERED"]

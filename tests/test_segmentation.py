@@ -111,3 +111,61 @@ def test_paper_configs_build_from_registry(name):
     assert bb.out_indices == ((7, 11, 15, 23) if large else (3, 5, 7, 11)) and bb.grid == (32, 32)
     assert all(b.attn.rel_pos_bias is not None for b in bb.blocks)
     assert bb.pyramid.rescales == (4.0, 2.0, 1.0, 0.5)
+
+
+def test_labels_outside_the_class_range_raise_naming_the_file(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from mmseg.registry import DATASETS
+
+    from mae_backbone.data.offline_ade import write_offline_ade
+    write_offline_ade(tmp_path)
+    cfg = Config.fromfile(TINY)
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = f"{tmp_path}/"
+    init_default_scope("mmseg")
+    ds = DATASETS.build(ds_cfg)
+    labels = np.unique(np.concatenate([ds[i]["data_samples"].gt_sem_seg.data.numpy().ravel() for i in range(2)]))  # written maps pass
+    assert set(labels.tolist()) <= set(range(12)) | {255}
+    png = tmp_path / "annotations" / "training" / "voc.png"
+    bad = np.array(Image.open(png))
+    bad[0, 0] = 40  # after reduce_zero_label: 39, outside 0..11
+    Image.fromarray(bad).save(png)
+    ds = DATASETS.build(ds_cfg)
+    idx = [i for i in range(len(ds)) if ds.get_data_info(i)["seg_map_path"].endswith("voc.png")][0]
+    with pytest.raises(ValueError, match=r"voc\.png.*\[39\].*num_classes"):
+        ds[idx]
+
+
+def test_head_class_count_must_match_the_dataset(tmp_path):
+    from types import SimpleNamespace
+
+    from mmseg.registry import DATASETS, MODELS
+
+    from downstream import SegClassCountCheckHook
+    from mae_backbone.data.offline_ade import write_offline_ade
+    write_offline_ade(tmp_path)
+    cfg = Config.fromfile(TINY)
+    cfg.train_dataloader.dataset.data_root = f"{tmp_path}/"
+    init_default_scope("mmseg")
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    hook = SegClassCountCheckHook()
+    model = MODELS.build(cfg.model)
+    hook.before_train(SimpleNamespace(model=model, train_dataloader=SimpleNamespace(dataset=ds)))  # 12 == 12
+    cfg.model.decode_head.num_classes = 150
+    wrong = MODELS.build(cfg.model)
+    with pytest.raises(ValueError, match="decode_head.num_classes = 150 but the dataset has 12"):
+        hook.before_train(SimpleNamespace(model=wrong, train_dataloader=SimpleNamespace(dataset=ds)))
+
+
+def test_sliding_window_inference_returns_a_full_size_map():
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(TINY)
+    cfg.model.test_cfg = dict(mode="slide", crop_size=(128, 128), stride=(85, 85))
+    init_default_scope("mmseg")
+    model = MODELS.build(cfg.model).eval()
+    x = torch.randn(1, 3, 224, 352)  # larger than the crop in both directions, not a multiple of the stride
+    meta = dict(img_shape=(224, 352), ori_shape=(224, 352), pad_shape=(224, 352))
+    with torch.no_grad():
+        logits = model.inference(x, [meta])
+    assert logits.shape == (1, 12, 224, 352) and torch.isfinite(logits).all()

@@ -22,6 +22,7 @@ model = dict(
 pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
+    dict(type='CheckSegLabels', num_classes=12),  # labels outside 0..11 (other than 255) raise, naming the file
     dict(type='Resize', scale=scale, keep_ratio=True),
     dict(type='PackSegInputs'),
 ]
@@ -29,6 +30,7 @@ test_pipeline = [  # ground truth at the photo's size; predictions are resized b
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=scale, keep_ratio=True),
     dict(type='LoadAnnotations'),
+    dict(type='CheckSegLabels', num_classes=12),
     dict(type='PackSegInputs'),
 ]
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg',

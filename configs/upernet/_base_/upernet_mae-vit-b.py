@@ -31,3 +31,6 @@ model = dict(
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
+
+# fail early and clearly when the heads' num_classes differs from the dataset's class count
+custom_hooks = [dict(type='SegClassCountCheckHook')]
