@@ -8,6 +8,7 @@ median after warm-up. Memory: peak RSS of the process (CPU) or ``max_memory_allo
 from __future__ import annotations
 
 import copy
+import os.path as osp
 import resource
 import statistics
 import tempfile
@@ -93,3 +94,66 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
         out["train_mem_mib"] = out["peak_rss_mib"] - rss_built  # activations, grads, optimizer state, workspace
         out["rss_start_mib"] = rss0
     return out
+
+
+SEG_CONFIGS = {
+    # ours: MAEViT with relative position bias and the rescaling pyramid (the paper config)
+    "ours": "configs/upernet/upernet_mae-vit-b_8xb2-160k_ade20k-512x512.py",
+    # mmseg's stock MAE UperNet config with only the backbone type switched to MAEViT
+    "ours-stock-args": "configs/upernet/upernet_mae-vit-b_stock-mmseg-mae_8xb2-amp-160k_ade20k-512x512.py",
+    # mmseg's own MAE backbone (BEiT-based), stock config
+    "mmseg-mae": "mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py",
+}
+
+
+def segmentation_iteration(variant: str = "ours", batch: int = 1, dtype: str = "fp32", warmup: int = 1,
+                           repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
+    """Median seconds per UperNet training iteration at 512 x 512 (random image and 150-class labels)."""
+    import downstream  # noqa: F401  registration
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    torch.manual_seed(seed)
+    init_default_scope("mmseg")
+    path = SEG_CONFIGS[variant]
+    if path.startswith("mmseg::"):
+        import mmseg
+        path = osp.join(osp.dirname(mmseg.__file__), ".mim", "configs", path[len("mmseg::"):])
+    cfg = Config.fromfile(path)
+    cfg.model.pretrained = None
+    bb = cfg.model.backbone
+    bb.pop("init_cfg", None)
+    if bb.type == "MAEViT":
+        bb.autocast_dtype = {"fp32": None, "bf16": "bfloat16"}[dtype]
+    elif dtype != "fp32":
+        raise ValueError("mmseg's MAE backbone is measured in fp32 only here")
+    for head in ("decode_head", "auxiliary_head"):  # SyncBN without a process group on CPU: BN
+        if cfg.model[head].norm_cfg.type == "SyncBN" and not torch.cuda.is_available():
+            cfg.model[head].norm_cfg = dict(type="BN", requires_grad=True)
+    if cfg.model.get("neck") and cfg.model.neck.get("norm_cfg", {}).get("type") == "SyncBN" \
+            and not torch.cuda.is_available():
+        cfg.model.neck.norm_cfg = dict(type="BN", requires_grad=True)
+    rss0 = _rss_mib()
+    model = MODELS.build(cfg.model).to(device).train()
+    optim = copy.deepcopy(cfg.optim_wrapper)
+    optim.pop("type", None)
+    optim = dict(type="OptimWrapper", optimizer=optim.optimizer)  # plain AdamW: the step, not the lr rule
+    wrapper = build_optim_wrapper(model, Config(dict(optim_wrapper=optim)).optim_wrapper)
+    imgs = [torch.randint(0, 256, (3, 512, 512), dtype=torch.uint8) for _ in range(batch)]
+    samples = []
+    for _ in range(batch):
+        s = SegDataSample(metainfo=dict(img_shape=(512, 512), ori_shape=(512, 512), pad_shape=(512, 512)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 512, 512)))
+        samples.append(s)
+    data = dict(inputs=imgs, data_samples=samples)
+    rss_built = _rss_mib()
+
+    def step():
+        model.train_step(data, wrapper)
+
+    times = median_time(step, warmup, repeats)
+    return dict(variant=variant, backbone=bb.type, dtype=dtype, batch=batch, step_s=statistics.median(times),
+                min_s=times[0], max_s=times[-1], repeats=repeats,
+                backbone_params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6,
+                peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)

@@ -2,6 +2,7 @@
 
 python tools/benchmark.py pretrain --arch mae_vit_base_patch16 --batch 8 --dtypes fp32 bf16
 python tools/benchmark.py detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
+python tools/benchmark.py segmentation      # UperNet ViT-B 512x512: ours vs mmseg's own MAE backbone
 """
 import argparse
 import json
@@ -36,9 +37,22 @@ def main():
     det.add_argument("--repeats", type=int, default=3)
     det.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     det.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure one variant, print JSON
+    seg = sub.add_parser("segmentation", help="UperNet ViT-B training iteration at 512x512: ours vs mmseg's MAE "
+                                               "backbone, each in its own process")
+    seg.add_argument("--variants", nargs="+", default=["ours", "ours-stock-args", "mmseg-mae"],
+                     choices=["ours", "ours-stock-args", "mmseg-mae"])
+    seg.add_argument("--batch", type=int, default=2,
+                     help="2: UperNet's pyramid pooling normalises a 1x1 map with BatchNorm, which needs > 1 sample")
+    seg.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    seg.add_argument("--warmup", type=int, default=1)
+    seg.add_argument("--repeats", type=int, default=5)
+    seg.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    seg.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.cmd == "detection":
         return detection(args)
+    if args.cmd == "segmentation":
+        return segmentation(args)
 
     import torch
     from mae_backbone.benchmark import matmul_peak, pretrain_step_throughput
@@ -56,6 +70,29 @@ def main():
         print(f"| {r['arch']} | {r['batch']} | {dtype} | {r['step_s']:.3f} | {r['img_per_s']:.2f} | {peak / 1e12:.3f} |")
 
 
+def _child_rows(args, what: str, title: str):
+    """Run each variant of ``what`` in its own process (so peak memory is its own) and print a table."""
+    import torch
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"device {args.device}; {title}, batch {args.batch}, median of {args.repeats} after {args.warmup} warm-up")
+    mem = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB) | RSS growth in training (MiB)"
+    print(f"| variant | s / iter | {mem} |")
+    print("|---|---|---|" + ("" if args.device == "cuda" else "---|"))
+    for v in args.variants:
+        cmd = [sys.executable, __file__, what, "--one", v, "--batch", str(args.batch), "--dtype", args.dtype,
+               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            sys.exit(f"variant {v} failed:\n{proc.stderr[-3000:]}")
+        r = json.loads(lines[-1][len("RESULT "):])
+        if args.device == "cuda":
+            print(f"| {v} | {r['step_s']:.2f} | {r['peak_mem_mib']:.0f} |")
+        else:
+            print(f"| {v} | {r['step_s']:.2f} | {r['peak_rss_mib']:.0f} | {r['train_mem_mib']:.0f} |")
+        sys.stdout.flush()
+
+
 def detection(args):
     if args.one:
         from downstream.benchmark import detection_iteration
@@ -65,28 +102,17 @@ def detection(args):
                                 device=args.device)
         print("RESULT " + json.dumps(r))
         return
-    import torch
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {args.device}; Mask R-CNN + MAE ViT-B, backbone/neck {args.dtype} (heads fp32), batch {args.batch}, median of {args.repeats} "
-          f"after {args.warmup} warm-up")
-    mem = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB) | RSS growth in training (MiB)"
-    print(f"| variant | input | s / iter | {mem} |")
-    print("|---|---|---|---|" + ("" if args.device == "cuda" else "---|"))
-    for v in args.variants:
-        cmd = [sys.executable, __file__, "detection", "--one", v, "--batch", str(args.batch), "--dtype", args.dtype,
-               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            sys.exit(f"variant {v} failed:\n{proc.stderr[-3000:]}")
-        r = json.loads(lines[-1][len("RESULT "):])
-        shape = "x".join(map(str, r["input"]))
-        if args.device == "cuda":
-            print(f"| {v} | {shape} | {r['step_s']:.2f} | {r['peak_mem_mib']:.0f} |")
-        else:
-            print(f"| {v} | {shape} | {r['step_s']:.2f} | {r['peak_rss_mib']:.0f} | {r['train_mem_mib']:.0f} |")
-        sys.stdout.flush()
+    _child_rows(args, "detection", f"Mask R-CNN + MAE ViT-B at 1024x1024, backbone/neck {args.dtype} (heads fp32)")
 
+
+def segmentation(args):
+    if args.one:
+        from downstream.benchmark import segmentation_iteration
+        r = segmentation_iteration(args.one, batch=args.batch, dtype=args.dtype, warmup=args.warmup,
+                                   repeats=args.repeats, device=args.device)
+        print("RESULT " + json.dumps(r))
+        return
+    _child_rows(args, "segmentation", f"UperNet + ViT-B at 512x512, {args.dtype}")
 
 if __name__ == "__main__":
     main()
