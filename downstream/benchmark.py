@@ -106,13 +106,10 @@ SEG_CONFIGS = {
 }
 
 
-def segmentation_iteration(variant: str = "ours", batch: int = 1, dtype: str = "fp32", warmup: int = 1,
-                           repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
-    """Median seconds per UperNet training iteration at 512 x 512 (random image and 150-class labels)."""
+def _build_segmentor(variant: str, dtype: str, device: str, seed: int):
+    """Build one SEG_CONFIGS variant without a checkpoint (BN for SyncBN off CUDA); returns (cfg, model)."""
     import downstream  # noqa: F401  registration
-    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
 
     torch.manual_seed(seed)
     init_default_scope("mmseg")
@@ -128,16 +125,29 @@ def segmentation_iteration(variant: str = "ours", batch: int = 1, dtype: str = "
         bb.autocast_dtype = {"fp32": None, "bf16": "bfloat16"}[dtype]
     elif dtype != "fp32":
         raise ValueError("mmseg's MAE backbone is measured in fp32 only here")
-    for head in ("decode_head", "auxiliary_head"):  # SyncBN without a process group on CPU: BN
-        if cfg.model[head].norm_cfg.type == "SyncBN" and not torch.cuda.is_available():
-            cfg.model[head].norm_cfg = dict(type="BN", requires_grad=True)
-    if cfg.model.get("neck") and cfg.model.neck.get("norm_cfg", {}).get("type") == "SyncBN" \
-            and not torch.cuda.is_available():
-        cfg.model.neck.norm_cfg = dict(type="BN", requires_grad=True)
+    if not torch.cuda.is_available():  # SyncBN without a process group on CPU: BN
+        for part in ("decode_head", "auxiliary_head", "neck"):
+            if cfg.model.get(part) and cfg.model[part].get("norm_cfg", {}).get("type") == "SyncBN":
+                cfg.model[part].norm_cfg = dict(type="BN", requires_grad=True)
+    return cfg, MODELS.build(cfg.model).to(device).train()
+
+
+def segmentation_iteration(variant: str = "ours", batch: int = 2, dtype: str = "fp32", warmup: int = 1,
+                           repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
+    """Median seconds per UperNet training iteration at 512 x 512 (random image and 150-class labels).
+
+    Batch >= 2: UperNet's pyramid pooling normalises a 1 x 1 map with BatchNorm, which cannot train on
+    one sample (mmseg's configs use 2 per GPU); :func:`segmentation_backbone_step` times batch 1.
+    """
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    if batch < 2:
+        raise ValueError("a UperNet training iteration needs batch >= 2 (BatchNorm after the 1x1 pyramid pooling); "
+                         "time the backbone at batch 1 with `tools/benchmark.py segmentation --part backbone`")
     rss0 = _rss_mib()
-    model = MODELS.build(cfg.model).to(device).train()
+    cfg, model = _build_segmentor(variant, dtype, device, seed)
     optim = copy.deepcopy(cfg.optim_wrapper)
-    optim.pop("type", None)
     optim = dict(type="OptimWrapper", optimizer=optim.optimizer)  # plain AdamW: the step, not the lr rule
     wrapper = build_optim_wrapper(model, Config(dict(optim_wrapper=optim)).optim_wrapper)
     imgs = [torch.randint(0, 256, (3, 512, 512), dtype=torch.uint8) for _ in range(batch)]
@@ -153,7 +163,38 @@ def segmentation_iteration(variant: str = "ours", batch: int = 1, dtype: str = "
         model.train_step(data, wrapper)
 
     times = median_time(step, warmup, repeats)
-    return dict(variant=variant, backbone=bb.type, dtype=dtype, batch=batch, step_s=statistics.median(times),
-                min_s=times[0], max_s=times[-1], repeats=repeats,
+    return dict(variant=variant, part="iteration", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
+                step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats,
                 backbone_params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6,
+                peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
+
+
+def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str = "fp32", warmup: int = 1,
+                               repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
+    """Median seconds of the segmentation backbone (+ its pyramid neck) forward + backward + AdamW step at 512 x 512.
+
+    The four multi-scale maps the heads would receive are reduced by a mean to a scalar loss, so the time is
+    the backbone's own (the same UperNet heads follow every variant).
+    """
+    rss0 = _rss_mib()
+    cfg, model = _build_segmentor(variant, dtype, device, seed)
+    parts = [model.backbone] + ([model.neck] if getattr(model, "with_neck", False) else [])
+    params = [p for m in parts for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
+    x = torch.randn(batch, 3, 512, 512, device=device)
+    rss_built = _rss_mib()
+
+    def step():
+        feats = model.extract_feat(x)
+        loss = sum(f.float().mean() for f in feats)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    times = median_time(step, warmup, repeats)
+    with torch.no_grad():
+        shapes = [tuple(f.shape[1:]) for f in model.extract_feat(x)]
+    return dict(variant=variant, part="backbone", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
+                step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats, out_shapes=shapes,
+                backbone_params_m=sum(p.numel() for m in parts for p in m.parameters()) / 1e6,
                 peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)

@@ -3,6 +3,7 @@
 python tools/benchmark.py pretrain --arch mae_vit_base_patch16 --batch 8 --dtypes fp32 bf16
 python tools/benchmark.py detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
 python tools/benchmark.py segmentation      # UperNet ViT-B 512x512: ours vs mmseg's own MAE backbone
+python tools/benchmark.py segmentation --part backbone   # the backbone alone, batch 1
 """
 import argparse
 import json
@@ -41,8 +42,10 @@ def main():
                                                "backbone, each in its own process")
     seg.add_argument("--variants", nargs="+", default=["ours", "ours-stock-args", "mmseg-mae"],
                      choices=["ours", "ours-stock-args", "mmseg-mae"])
-    seg.add_argument("--batch", type=int, default=2,
-                     help="2: UperNet's pyramid pooling normalises a 1x1 map with BatchNorm, which needs > 1 sample")
+    seg.add_argument("--part", default="iteration", choices=["iteration", "backbone"],
+                     help="iteration: full UperNet train_step (needs batch >= 2: its pyramid pooling normalises a "
+                          "1x1 map with BatchNorm); backbone: backbone + pyramid fwd + bwd + AdamW, batch 1 by default")
+    seg.add_argument("--batch", type=int, help="default 2 for --part iteration, 1 for --part backbone")
     seg.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     seg.add_argument("--warmup", type=int, default=1)
     seg.add_argument("--repeats", type=int, default=5)
@@ -70,7 +73,7 @@ def main():
         print(f"| {r['arch']} | {r['batch']} | {dtype} | {r['step_s']:.3f} | {r['img_per_s']:.2f} | {peak / 1e12:.3f} |")
 
 
-def _child_rows(args, what: str, title: str):
+def _child_rows(args, what: str, title: str, extra=()):
     """Run each variant of ``what`` in its own process (so peak memory is its own) and print a table."""
     import torch
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
@@ -80,7 +83,7 @@ def _child_rows(args, what: str, title: str):
     print("|---|---|---|" + ("" if args.device == "cuda" else "---|"))
     for v in args.variants:
         cmd = [sys.executable, __file__, what, "--one", v, "--batch", str(args.batch), "--dtype", args.dtype,
-               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device]
+               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device, *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
@@ -106,13 +109,18 @@ def detection(args):
 
 
 def segmentation(args):
+    if args.batch is None:
+        args.batch = 2 if args.part == "iteration" else 1
     if args.one:
-        from downstream.benchmark import segmentation_iteration
-        r = segmentation_iteration(args.one, batch=args.batch, dtype=args.dtype, warmup=args.warmup,
-                                   repeats=args.repeats, device=args.device)
+        from downstream.benchmark import segmentation_backbone_step, segmentation_iteration
+        fn = segmentation_iteration if args.part == "iteration" else segmentation_backbone_step
+        r = fn(args.one, batch=args.batch, dtype=args.dtype, warmup=args.warmup, repeats=args.repeats,
+               device=args.device)
         print("RESULT " + json.dumps(r))
         return
-    _child_rows(args, "segmentation", f"UperNet + ViT-B at 512x512, {args.dtype}")
+    what = ("UperNet + ViT-B training iteration" if args.part == "iteration"
+            else "ViT-B segmentation backbone + pyramid fwd + bwd + AdamW")
+    _child_rows(args, "segmentation", f"{what} at 512x512, {args.dtype}", extra=("--part", args.part))
 
 if __name__ == "__main__":
     main()

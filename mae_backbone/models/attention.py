@@ -143,7 +143,10 @@ class RelativePositionBias(nn.Module):
                                     align_corners=False).to(table.dtype)
             table = torch.cat([offsets.reshape(self.num_heads, -1).t(), table[-3:]], dim=0)
         idx = self.index(grid, cls_token, table.device)
-        return table[idx.reshape(-1)].reshape(idx.shape[0], idx.shape[1], -1).permute(2, 0, 1)[None]
+        n = idx.shape[0]
+        # index_select on the (heads, T) view: a contiguous (heads, N, N) bias, and a backward (index_add)
+        # ~10x cheaper on CPU than advanced indexing's index_put
+        return table.t().index_select(1, idx.reshape(-1)).reshape(1, self.num_heads, n, n)
 
 
 class Attention(nn.Module):
