@@ -137,6 +137,44 @@ def test_labels_outside_the_class_range_raise_naming_the_file(tmp_path):
         ds[idx]
 
 
+@pytest.mark.parametrize("which", ["train", "test", "tta"])
+def test_paper_config_pipelines_load_ade_layout_and_check_labels(tmp_path, which):
+    """The ViT-B config's own ADE20KDataset pipelines read the ADE layout (reduce_zero_label) and stop on a
+    label outside 0..149 naming the file (CheckSegLabels after LoadAnnotations in each pipeline)."""
+    import numpy as np
+    from PIL import Image
+    from mmseg.registry import DATASETS
+
+    from mae_backbone.data.offline_ade import write_offline_ade
+    write_offline_ade(tmp_path)
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "upernet",
+                                   "upernet_mae-vit-b_8xb2-160k_ade20k-512x512_ms-flip-test.py"))
+    loader = cfg.train_dataloader if which == "train" else cfg.test_dataloader
+    ds_cfg = loader.dataset
+    if which == "test":
+        ds_cfg.pipeline = cfg.test_pipeline
+    split = "training" if which == "train" else "validation"
+    ds_cfg.update(data_root=f"{tmp_path}/", data_prefix=dict(img_path=f"images/{split}", seg_map_path=f"annotations/{split}"))
+    init_default_scope("mmseg")
+    ds = DATASETS.build(ds_cfg)
+    assert ds.metainfo["classes"][0] == "wall" and len(ds.metainfo["classes"]) == 150 and len(ds) == 2
+    out = ds[0]
+    samples = out["data_samples"] if which == "tta" else [out["data_samples"]]
+    if which == "tta":
+        assert len(samples) == 12  # 6 scales x 2 flips
+    for sample in samples:
+        labels = set(np.unique(sample.gt_sem_seg.data.numpy()).tolist())
+        assert labels <= set(range(12)) | {255} and 255 in labels and len(labels) > 2  # 0 -> ignore, 1..K -> 0..K-1
+    png = tmp_path / "annotations" / split / "voc.png"
+    bad = np.array(Image.open(png))
+    bad[0, 0] = 200  # after reduce_zero_label: 199, outside 0..149
+    Image.fromarray(bad).save(png)
+    ds = DATASETS.build(ds_cfg)
+    idx = [i for i in range(len(ds)) if ds.get_data_info(i)["seg_map_path"].endswith("voc.png")][0]
+    with pytest.raises(ValueError, match=r"voc\.png.*\[199\].*0\.\.149"):
+        ds[idx]
+
+
 def test_head_class_count_must_match_the_dataset(tmp_path):
     from types import SimpleNamespace
 

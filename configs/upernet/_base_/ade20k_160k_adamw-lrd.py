@@ -1,10 +1,43 @@
 # ADE20K 512x512 (mmseg's ADE20KDataset, reduce_zero_label, IoUMetric mIoU / mAcc / aAcc), 160k iterations,
 # batch 16 (8 GPUs x 2), AdamW lr 1e-4 wd 0.05, layer decay 0.65 from the backbone's layer_id(), 1500
 # warm-up iterations then poly. Mixed precision: the backbone's bf16 autocast (model configs).
+# mmseg's pipelines, each with CheckSegLabels right after LoadAnnotations: a label map with values outside
+# 0..149 (other than 255) stops with the file's name instead of a CUDA assert inside the loss.
 _base_ = ['mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/schedules/schedule_160k.py']
 
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
+num_classes = 150
+crop_size = (512, 512)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='CheckSegLabels', num_classes=num_classes),
+    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),  # after Resize: metrics on the original label map
+    dict(type='CheckSegLabels', num_classes=num_classes),
+    dict(type='PackSegInputs'),
+]
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')],  # reduce_zero_label from the dataset
+        [dict(type='CheckSegLabels', num_classes=num_classes)],
+        [dict(type='PackSegInputs')]]),
+]
+
+train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
