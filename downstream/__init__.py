@@ -3,7 +3,9 @@
 ``import downstream`` (or ``custom_imports=dict(imports=['downstream'])`` in a config) registers
 ``MAEViT`` (backbone) and ``ViTDetSimplePyramid`` (neck) in mmdet's and mmseg's ``MODELS`` when
 those packages are installed, ``LN2d`` (channel LayerNorm for ``norm_cfg``) in mmengine's, plus mae-backbone's mmengine pieces (the ``layer_id()``-driven
-``LayerDecayOptimWrapperConstructor``, the bf16 ``AutocastOptimWrapper``, hooks).
+``LayerDecayOptimWrapperConstructor``, the bf16 ``AutocastOptimWrapper``, hooks), and, over mmseg's
+``LayerDecayOptimizerConstructor`` / ``LearningRateDecayOptimizerConstructor``, versions that give an
+``MAEViT`` backbone its ``layer_id()`` grouping (mmseg's name-based rule does not know our block names).
 """
 from __future__ import annotations
 
@@ -34,10 +36,16 @@ for _pkg in ("mmdet", "mmseg"):
     REGISTERED.append(_pkg)
 
 try:
+    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as _SEG_CONSTRUCTORS
     from mmseg.registry import TRANSFORMS as _SEG_TRANSFORMS
-    _SEG_TRANSFORMS.register_module(name="CheckSegLabels", module=CheckSegLabels, force=True)
 except ImportError:
     pass
+else:
+    from . import mmseg_optim as _mmseg_optim
+    _SEG_TRANSFORMS.register_module(name="CheckSegLabels", module=CheckSegLabels, force=True)
+    for _cls in (_mmseg_optim.LayerDecayOptimizerConstructor, _mmseg_optim.LearningRateDecayOptimizerConstructor):
+        # over mmseg's own: MAEViT backbones get their layer_id() grouping, others mmseg's rule unchanged
+        _SEG_CONSTRUCTORS.register_module(name=_cls.__name__, module=_cls, force=True)
 from mmengine.registry import HOOKS as _HOOKS  # noqa: E402
 if _HOOKS.get("SegClassCountCheckHook") is None:
     _HOOKS.register_module(name="SegClassCountCheckHook", module=SegClassCountCheckHook)

@@ -106,6 +106,9 @@ class MAEViT(VisionTransformer):
         autocast_dtype: ``'bfloat16'`` runs this backbone (and its pyramid) under autocast and returns
             float32 maps: mixed precision where the FLOPs are, while mmcv's detection ops (RoIAlign,
             NMS), which have no bfloat16 kernels, stay in float32. ``tools/train.py --amp bf16`` sets it.
+        use_rel_pos_bias: BEiT's relative position bias in every block (the MAE paper's ADE20K setting),
+            zero-initialised; default off, on when mmseg's MAE / BEiT arguments (``init_values``) are
+            given, since mmseg's ``MAE`` backbone always has it.
         window_size, global_block_indexes, use_rel_pos, rel_pos_img_size, drop_path_rate,
         grad_checkpointing, patch_size, mlp_ratio, qkv_bias: see :class:`VisionTransformer`.
         pretrained: a checkpoint path, the same as ``init_cfg=dict(type='Pretrained', checkpoint=...)``
@@ -121,9 +124,14 @@ class MAEViT(VisionTransformer):
                  final_norm: bool = False, frozen_blocks: int = 0, learnable_pos_embed: bool = True,
                  use_cls_token: Optional[bool] = None, window_size: int = 0,
                  global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
-                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None, drop_path_rate: float = 0.0,
+                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None,
+                 use_rel_pos_bias: Optional[bool] = None, drop_path_rate: float = 0.0,
                  grad_checkpointing: bool = False, autocast_dtype: Optional[str] = None,
                  init_cfg: Optional[Dict] = None, pretrained: Optional[str] = None, **kwargs):
+        if use_rel_pos_bias is None:
+            # mmseg's MAE / BEiT backbones (the argument set with init_values) always have BEiT's relative
+            # position bias: a stock config switched to MAEViT builds the same model
+            use_rel_pos_bias = "init_values" in kwargs
         shape = {**_arch_shape(arch), **translate_mm_kwargs(kwargs)}
         if pretrained:  # mmseg's EncoderDecoder(pretrained=...) hands it to the backbone
             if init_cfg:
@@ -134,7 +142,8 @@ class MAEViT(VisionTransformer):
         super().__init__(img_size=img_size, drop_path_rate=drop_path_rate, learnable_pos_embed=learnable_pos_embed,
                          grad_checkpointing=grad_checkpointing, use_cls_token=use_cls_token,
                          window_size=window_size, global_block_indexes=global_block_indexes,
-                         use_rel_pos=use_rel_pos, rel_pos_img_size=rel_pos_img_size, **shape)
+                         use_rel_pos=use_rel_pos, rel_pos_img_size=rel_pos_img_size,
+                         use_rel_pos_bias=use_rel_pos_bias, **shape)
         try:
             self.out_indices = tuple(self.resolve_indices(list(out_indices)))
         except ValueError as e:

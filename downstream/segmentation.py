@@ -42,7 +42,7 @@ class CheckSegLabels(BaseTransform):
 
 
 class SegClassCountCheckHook(Hook):
-    """Before training / testing: the heads' ``num_classes`` must equal the dataset's class count."""
+    """Before training / validation / testing: the heads' ``num_classes`` must equal the dataset's class count."""
 
     def _check(self, runner, loader) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -62,6 +62,9 @@ class SegClassCountCheckHook(Hook):
 
     def before_train(self, runner) -> None:
         self._check(runner, runner.train_dataloader)
+
+    def before_val(self, runner) -> None:
+        self._check(runner, runner.val_dataloader)
 
     def before_test(self, runner) -> None:
         self._check(runner, runner.test_dataloader)

@@ -29,9 +29,18 @@ def test_bias_values_follow_the_table():
     # token (0, 0) attending token (2, 3): offset (-2, -3) -> row 0 * 7 + 0 = 0
     assert torch.equal(bias[0, :, 1, 1 + 2 * 4 + 3], rpb.table[0])
     assert torch.equal(bias[0, :, 0, 5], rpb.table[-3]) and torch.equal(bias[0, :, 0, 0], rpb.table[-1])
-    # another grid: the offset part is resized, the 3 cls entries are kept
+    # a smaller grid (a border crop at the same patch scale) looks its offsets up in the same table
+    small = rpb((2, 3), cls_token=False)
+    assert small.shape == (1, 2, 6, 6)
+    # token (0, 0) -> (1, 2): offset (-1, -2) -> row (-1 + 2) * 7 + (-2 + 3) = 8; (1, 2) -> (0, 0): (1, 2) -> 3 * 7 + 5
+    assert torch.equal(small[0, :, 0, 5], rpb.table[8]) and torch.equal(small[0, :, 5, 0], rpb.table[26])
+    assert torch.equal(small[0, :, 4, 4], rpb.table[2 * 7 + 3])  # offset (0, 0)
+    # a larger grid: offsets beyond the table's +-2 rows / +-3 columns take the outermost value
     big = rpb((5, 6), cls_token=True)
     assert big.shape == (1, 2, 31, 31) and torch.equal(big[0, :, 0, 0], rpb.table[-1])
+    assert torch.equal(big[0, :, 1, 1 + 4 * 6 + 5], rpb.table[0])  # offset (-4, -5) -> (-2, -3)
+    assert torch.equal(big[0, :, 1, 1 + 4 * 6], rpb.table[3])  # offset (-4, 0) -> (-2, 0)
+    assert torch.equal(big[0, :, 1 + 6 + 1, 1 + 6 + 2], rpb.table[2 * 7 + 2])  # (1,1) -> (1,2): (0, -1)
 
 
 def test_zero_initialised_bias_changes_nothing():

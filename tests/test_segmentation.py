@@ -46,6 +46,56 @@ def test_stock_mmseg_mae_config_with_only_the_backbone_type_switched():
     assert logits.shape == (1, 150, 512, 512) and torch.isfinite(logits).all()
 
 
+def _lr_scales(model, optim_cfg):
+    from mmengine.optim import build_optim_wrapper
+    wrapper = build_optim_wrapper(model, optim_cfg)
+    ids = {id(p): n for n, p in model.named_parameters()}
+    return {ids[id(p)]: (g["lr"] / optim_cfg.optimizer.lr, g["weight_decay"])
+            for g in wrapper.optimizer.param_groups for p in g["params"]}
+
+
+def test_stock_mmseg_mae_swap_builds_mmsegs_model_and_layer_decay():
+    """The swapped stock config builds what mmseg's MAE builds (relative position bias in every block, layer
+    scale, same parameter count) and mmseg's LayerDecayOptimizerConstructor gives the same lr per layer."""
+    import copy
+
+    import mmseg
+    from mmseg.registry import MODELS
+    ours_cfg = Config.fromfile(osp.join(ROOT, "configs", "upernet",
+                                        "upernet_mae-vit-b_stock-mmseg-mae_8xb2-amp-160k_ade20k-512x512.py"))
+    stock_cfg = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), ".mim", "configs", "mae",
+                                         "mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py"))
+    init_default_scope("mmseg")
+    models = []
+    for cfg in (ours_cfg, stock_cfg):
+        cfg.model.pretrained = None
+        for part in ("decode_head", "auxiliary_head", "neck"):
+            cfg.model[part].pop("norm_cfg", None)  # SyncBN needs a process group: the heads' defaults (BN)
+        models.append(MODELS.build(cfg.model))
+    ours, stock = models
+    bb = ours.backbone
+    assert all(b.attn.rel_pos_bias is not None and b.ls1.gamma.shape == (768,) for b in bb.blocks)
+    assert bb.blocks[0].attn.rel_pos_bias.table.shape == stock.backbone.layers[0].attn.relative_position_bias_table.shape
+    n_ours = sum(p.numel() for n, p in ours.named_parameters() if n.startswith("backbone."))
+    n_stock = sum(p.numel() for n, p in stock.named_parameters() if n.startswith("backbone."))
+    assert n_ours == n_stock, (n_ours, n_stock)
+
+    ours_lr = _lr_scales(ours, copy.deepcopy(ours_cfg.optim_wrapper))
+    stock_lr = _lr_scales(stock, copy.deepcopy(stock_cfg.optim_wrapper))
+    for i in range(12):  # per block: the same lr scale (0.65 ** (12 - i)) as mmseg's rule for its own MAE
+        ours_scale = ours_lr[f"backbone.blocks.{i}.attn.qkv.weight"][0]
+        assert ours_scale == pytest.approx(stock_lr[f"backbone.layers.{i}.attn.qkv.weight"][0], rel=1e-6)
+        assert ours_scale == pytest.approx(0.65 ** (12 - i), rel=1e-6)
+    assert ours_lr["backbone.patch_embed.proj.weight"][0] == pytest.approx(0.65 ** 13, rel=1e-6)
+    assert ours_lr["backbone.pos_embed"][0] == pytest.approx(stock_lr["backbone.pos_embed"][0], rel=1e-6)
+    assert ours_lr["decode_head.conv_seg.weight"] == (1.0, 0.05)
+    assert ours_lr["backbone.blocks.3.attn.rel_pos_bias.table"][1] == 0.0  # BEiT: no decay on the tables
+    with pytest.raises(ValueError, match="num_layers=12"):
+        bad = copy.deepcopy(ours_cfg.optim_wrapper)
+        bad.paramwise_cfg.num_layers = 24
+        _lr_scales(ours, bad)
+
+
 TINY = osp.join(ROOT, "configs", "upernet", "upernet_mae-vit-tiny_1xb2-300i_offline-voc-arc.py")
 
 
@@ -207,3 +257,38 @@ def test_sliding_window_inference_returns_a_full_size_map():
     with torch.no_grad():
         logits = model.inference(x, [meta])
     assert logits.shape == (1, 12, 224, 352) and torch.isfinite(logits).all()
+
+
+def test_multi_scale_flip_test_config_runs_on_odd_sizes(tmp_path):
+    """The ms-flip test config end to end on the ADE-layout photos (a tiny backbone in the ViT-B config):
+    12 views (6 scales of the 512 test size x 2 flips), scaled sizes that are not multiples of the patch
+    size (the preprocessor pads at test time), sliding windows, one full-size prediction per image."""
+    from mmengine.dataset import pseudo_collate
+    from mmseg.registry import DATASETS, MODELS
+
+    from mae_backbone.data.offline_ade import write_offline_ade
+    write_offline_ade(tmp_path)
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "upernet",
+                                   "upernet_mae-vit-b_8xb2-160k_ade20k-512x512_ms-flip-test.py"))
+    ds_cfg = cfg.test_dataloader.dataset
+    ds_cfg.update(data_root=f"{tmp_path}/", data_prefix=dict(img_path="images/validation",
+                                                             seg_map_path="annotations/validation"))
+    m = cfg.model
+    m.backbone.update(arch=dict(embed_dim=64, depth=4, num_heads=2), out_indices=(0, 1, 2, 3), init_cfg=None,
+                      autocast_dtype=None)
+    m.decode_head.update(in_channels=[64] * 4, channels=32, norm_cfg=dict(type="BN"))
+    m.auxiliary_head.update(in_channels=64, channels=16, norm_cfg=dict(type="BN"))
+    m.backbone.pyramid.norm = "BN"
+    cfg.tta_model.module = m
+    init_default_scope("mmseg")
+    ds = DATASETS.build(ds_cfg)
+    tta = MODELS.build(cfg.tta_model).eval()
+    for i in range(1):  # the 500 x 375 VOC photo: 250 x 188 .. 1194 x 896 views
+        item = ds[i]
+        shapes = {tuple(s.img_shape) for s in item["data_samples"]}
+        assert len(item["inputs"]) == 12 and any(h % 16 or w % 16 for h, w in shapes), shapes
+        with torch.no_grad():
+            (pred,) = tta.test_step(pseudo_collate([item]))
+        h, w = item["data_samples"][0].ori_shape
+        assert pred.pred_sem_seg.data.shape == (1, h, w)
+        assert pred.gt_sem_seg.data.shape == (1, h, w)

@@ -37,6 +37,9 @@ def main():
         cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
     if "pretrained" in cfg.model:
         cfg.model.pretrained = None  # the evaluated checkpoint holds every weight
+    if not args.tta and "TestTimeAug" in str(cfg.test_dataloader.dataset.get("pipeline", "")):
+        sys.exit(f"{args.config} tests with a TestTimeAug (multi-scale / flip) pipeline: add --tta "
+                 f"(or use the single-scale config it is based on)")
     if args.tta:
         if not cfg.get("tta_model"):
             sys.exit("--tta needs a config with tta_model (and a TTA test pipeline), e.g. *_ms-flip-test.py")

@@ -38,9 +38,8 @@ parts only (``mask == 1``), which is what a semantic map needs.
 mmseg 1.x caveat: ``ADE20KDataset(metainfo=dict(classes=...))`` with these classes raises
 ``ValueError`` (they are not a subset of ADE20K's 150 names), and a class list that *were* a subset
 would be silently remapped through ``label_map`` as if the PNGs held ADE20K ids. Load the set with
-an ``ADE20KDataset`` subclass whose ``METAINFO`` is :func:`offline_ade_metainfo` (to be registered
-in ``downstream/``), or with ``BaseSegDataset(img_suffix='.jpg', seg_map_suffix='.png',
-reduce_zero_label=True, metainfo=offline_ade_metainfo(...))``.
+``BaseSegDataset(img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True,
+metainfo=offline_ade_metainfo(...))``, as the tiny config ``configs/upernet/*offline-voc-arc.py`` does.
 """
 from __future__ import annotations
 
@@ -123,9 +122,6 @@ def class_palette(num_classes: int) -> List[List[int]]:
 def _write_png(path: Path, label_map: np.ndarray) -> None:
     # A 2-D uint8 array becomes mode 'L' (8-bit grey, lossless); PIL writes no timestamp chunk.
     atomic_write(path, lambda tmp: Image.fromarray(label_map).save(tmp, format="PNG"))
-
-
-
 
 
 def write_offline_ade(out_dir: Union[str, os.PathLike]) -> Dict[str, object]:

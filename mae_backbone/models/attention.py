@@ -9,6 +9,7 @@ patch tokens laid out on their (H, W) grid, without prefix tokens.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple, Type
 
 import torch
@@ -101,12 +102,33 @@ def rel_pos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_pos
     return out[..., :C]
 
 
+@functools.lru_cache(maxsize=16)
+def _rel_pos_bias_index(grid: Grid, table_grid: Grid, cls_token: bool) -> torch.Tensor:
+    h, w = grid
+    th, tw = table_grid
+    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)  # (2, h*w)
+    rel = coords[:, :, None] - coords[:, None, :]
+    # offsets beyond the table's range take its outermost learned value (same patch scale: no stretching)
+    dy, dx = rel[0].clamp(-(th - 1), th - 1), rel[1].clamp(-(tw - 1), tw - 1)
+    idx = (dy + th - 1) * (2 * tw - 1) + (dx + tw - 1)
+    if not cls_token:
+        return idx
+    n = (2 * th - 1) * (2 * tw - 1)
+    full = torch.empty(h * w + 1, h * w + 1, dtype=idx.dtype)
+    full[1:, 1:] = idx
+    full[0, 1:], full[1:, 0], full[0, 0] = n, n + 1, n + 2
+    return full
+
+
 class RelativePositionBias(nn.Module):
     """BEiT's per-block relative position bias (used by the MAE paper for ADE20K): one learned scalar per
     head for every 2-D offset, plus 3 for cls->token, token->cls and cls->cls when a cls token leads.
 
     ``table`` is ((2h-1)(2w-1) + 3, heads) for the (h, w) grid it was built for, zero-initialised (the
-    block then computes what it computes without it); other grids resize the offset part bilinearly.
+    block then computes what it computes without it). Offsets are in patches at the training scale, so
+    another grid (a sliding-window crop at an image border, a multi-scale test) looks its offsets up in
+    the same table, and offsets beyond the table's range take its outermost value (clamped), rather than
+    stretching the table to the new grid.
     """
 
     def __init__(self, grid: Grid, num_heads: int):
@@ -117,36 +139,19 @@ class RelativePositionBias(nn.Module):
         self.table = nn.Parameter(torch.zeros((2 * h - 1) * (2 * w - 1) + 3, num_heads))
 
     @staticmethod
-    def index(grid: Grid, cls_token: bool, device=None) -> torch.Tensor:
-        """(N, N) indices into a table for ``grid`` (N = h*w (+1)); extras are the last 3 rows."""
-        h, w = grid
-        coords = torch.stack(torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
-                                            indexing="ij")).flatten(1)  # (2, h*w)
-        rel = coords[:, :, None] - coords[:, None, :]
-        idx = (rel[0] + h - 1) * (2 * w - 1) + (rel[1] + w - 1)
-        if not cls_token:
-            return idx
-        n = (2 * h - 1) * (2 * w - 1)
-        full = torch.empty(h * w + 1, h * w + 1, dtype=idx.dtype, device=device)
-        full[1:, 1:] = idx
-        full[0, 1:], full[1:, 0], full[0, 0] = n, n + 1, n + 2
-        return full
+    def index(grid: Grid, cls_token: bool, table_grid: Optional[Grid] = None, device=None) -> torch.Tensor:
+        """(N, N) indices into a table built for ``table_grid`` (default: ``grid``) for tokens on ``grid``
+        (N = h*w (+1)); the 3 cls entries are the table's last rows. Cached per geometry."""
+        idx = _rel_pos_bias_index(tuple(grid), tuple(table_grid or grid), bool(cls_token))
+        return idx.to(device) if device is not None else idx
 
     def forward(self, grid: Grid, cls_token: bool) -> torch.Tensor:
         """Bias (1, heads, N, N) for tokens on ``grid`` (with a leading cls token if ``cls_token``)."""
-        h, w = grid
-        table = self.table
-        if tuple(grid) != self.grid:
-            H, W = self.grid
-            offsets = table[:-3].t().reshape(1, self.num_heads, 2 * H - 1, 2 * W - 1)
-            offsets = F.interpolate(offsets.float(), size=(2 * h - 1, 2 * w - 1), mode="bilinear",
-                                    align_corners=False).to(table.dtype)
-            table = torch.cat([offsets.reshape(self.num_heads, -1).t(), table[-3:]], dim=0)
-        idx = self.index(grid, cls_token, table.device)
+        idx = self.index(grid, cls_token, self.grid, self.table.device)
         n = idx.shape[0]
         # index_select on the (heads, T) view: a contiguous (heads, N, N) bias, and a backward (index_add)
         # ~10x cheaper on CPU than advanced indexing's index_put
-        return table.t().index_select(1, idx.reshape(-1)).reshape(1, self.num_heads, n, n)
+        return self.table.t().index_select(1, idx.reshape(-1)).reshape(1, self.num_heads, n, n)
 
 
 class Attention(nn.Module):

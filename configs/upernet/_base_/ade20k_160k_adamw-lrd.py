@@ -28,7 +28,9 @@ img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
+        # ratios of the single-scale test size (2048, 512), as mmseg 0.x's MultiScaleFlipAug that BEiT / MAE
+        # used (mmseg 1.x's stock tta_pipeline scales the original image instead)
+        [dict(type='Resize', scale=(int(2048 * r), int(512 * r)), keep_ratio=True) for r in img_ratios],
         [dict(type='RandomFlip', prob=0., direction='horizontal'),
          dict(type='RandomFlip', prob=1., direction='horizontal')],
         [dict(type='LoadAnnotations')],  # reduce_zero_label from the dataset

@@ -7,7 +7,9 @@ custom_imports = dict(imports=['downstream'], allow_failed_imports=False)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=(512, 512))
+    bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=(512, 512),
+    # test: pad to a multiple of the patch size (multi-scale crops, odd sizes); predictions are cropped back
+    test_cfg=dict(size_divisor=16))
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,

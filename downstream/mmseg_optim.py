@@ -1,0 +1,63 @@
+"""mmseg's layer-decay optimizer constructors, taught the ``layer_id()`` of ``MAEViT``.
+
+mmseg's stock BEiT / MAE configs name ``constructor='LayerDecayOptimizerConstructor'`` with
+``paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.65)``. mmseg assigns layers by parameter name
+(``backbone.layers.N``); our blocks are ``backbone.blocks.N``, so the stock rule would put every block in
+the top layer (lr scale 1) and only the patch embedding and position table at 0.65^13, silently. These
+subclasses, registered over mmseg's names when ``downstream`` is imported, hand a model whose backbone is
+an ``MAEViT`` to :func:`mae_backbone.param_groups.param_groups` (the same grouping as
+``LayerDecayOptimWrapperConstructor``: block i at ``rate ** (depth - i)``, patch embedding / position
+table at ``rate ** (depth + 1)``, heads and neck at 1, no weight decay on norms, biases and the backbone's
+``no_weight_decay()``); any other backbone keeps mmseg's own rule unchanged.
+"""
+from __future__ import annotations
+
+from mmengine.logging import print_log
+from mmseg.engine.optimizers.layer_decay_optimizer_constructor import (
+    LayerDecayOptimizerConstructor as _MMSegLayerDecay,
+    LearningRateDecayOptimizerConstructor as _MMSegLRDecay,
+)
+
+from mae_backbone.param_groups import param_groups
+
+from .backbone import MAEViT
+
+
+def _mae_vit_param_groups(self, params: list, module) -> bool:
+    backbone = getattr(module, "backbone", None)
+    if not isinstance(backbone, MAEViT):
+        return False
+    cfg = self.paramwise_cfg
+    decay_type = cfg.get("decay_type", "layer_wise")
+    if decay_type not in ("layer_wise", "layer_wise_vit"):
+        raise ValueError(f"paramwise_cfg decay_type={decay_type!r}: MAEViT supports layer-wise decay only "
+                         f"(decay_type='layer_wise')")
+    num_layers = cfg.get("num_layers")
+    if num_layers is not None and num_layers != backbone.depth:
+        raise ValueError(f"paramwise_cfg num_layers={num_layers} but the MAEViT backbone has {backbone.depth} "
+                         f"blocks: set paramwise_cfg.num_layers={backbone.depth}")
+    rate = float(cfg.get("decay_rate", 1.0))
+    groups = param_groups(module, weight_decay=self.base_wd or 0.0, layer_decay=rate)
+    for g in groups:
+        g["lr"] = self.base_lr * g["lr_scale"]
+        names = g.pop("names")
+        print_log(f"layer {g['layer_id']} (lr scale {g['lr_scale']:.3g}, weight decay {g['weight_decay']}): "
+                  f"{len(names)} tensors, e.g. {names[0]}", logger="current")
+    params.extend(groups)
+    return True
+
+
+class LearningRateDecayOptimizerConstructor(_MMSegLRDecay):
+    """mmseg's constructor; MAEViT backbones get their ``layer_id()`` grouping (module docstring)."""
+
+    def add_params(self, params, module, **kwargs):
+        if not _mae_vit_param_groups(self, params, module):
+            super().add_params(params, module, **kwargs)
+
+
+class LayerDecayOptimizerConstructor(_MMSegLayerDecay):
+    """mmseg's BEiT-era constructor (``layer_decay_rate``); MAEViT backbones as above."""
+
+    def add_params(self, params, module, **kwargs):
+        if not _mae_vit_param_groups(self, params, module):
+            super().add_params(params, module, **kwargs)
