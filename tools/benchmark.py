@@ -79,8 +79,8 @@ def _child_rows(args, what: str, title: str, extra=()):
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}; {title}, batch {args.batch}, median of {args.repeats} after {args.warmup} warm-up")
     mem = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB) | RSS growth in training (MiB)"
-    print(f"| variant | s / iter | {mem} |")
-    print("|---|---|---|" + ("" if args.device == "cuda" else "---|"))
+    print(f"| variant | s / iter | min - max (s) | {mem} |")
+    print("|---|---|---|---|" + ("" if args.device == "cuda" else "---|"))
     for v in args.variants:
         cmd = [sys.executable, __file__, what, "--one", v, "--batch", str(args.batch), "--dtype", args.dtype,
                "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device, *extra]
@@ -89,10 +89,11 @@ def _child_rows(args, what: str, title: str, extra=()):
         if proc.returncode or not lines:
             sys.exit(f"variant {v} failed:\n{proc.stderr[-3000:]}")
         r = json.loads(lines[-1][len("RESULT "):])
+        spread = f"{r['min_s']:.2f} - {r['max_s']:.2f}"
         if args.device == "cuda":
-            print(f"| {v} | {r['step_s']:.2f} | {r['peak_mem_mib']:.0f} |")
+            print(f"| {v} | {r['step_s']:.2f} | {spread} | {r['peak_mem_mib']:.0f} |")
         else:
-            print(f"| {v} | {r['step_s']:.2f} | {r['peak_rss_mib']:.0f} | {r['train_mem_mib']:.0f} |")
+            print(f"| {v} | {r['step_s']:.2f} | {spread} | {r['peak_rss_mib']:.0f} | {r['train_mem_mib']:.0f} |")
         sys.stdout.flush()
 
 
