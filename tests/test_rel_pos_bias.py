@@ -35,6 +35,9 @@ def test_bias_values_follow_the_table():
     # token (0, 0) -> (1, 2): offset (-1, -2) -> row (-1 + 2) * 7 + (-2 + 3) = 8; (1, 2) -> (0, 0): (1, 2) -> 3 * 7 + 5
     assert torch.equal(small[0, :, 0, 5], rpb.table[8]) and torch.equal(small[0, :, 5, 0], rpb.table[26])
     assert torch.equal(small[0, :, 4, 4], rpb.table[2 * 7 + 3])  # offset (0, 0)
+    small_cls = rpb((2, 3), cls_token=True)  # the cls entries stay the table's last 3 rows
+    assert torch.equal(small_cls[0, :, 1:, 1:], small[0]) and torch.equal(small_cls[0, :, 0, 3], rpb.table[-3])
+    assert torch.equal(small_cls[0, :, 3, 0], rpb.table[-2]) and torch.equal(small_cls[0, :, 0, 0], rpb.table[-1])
     # a larger grid: offsets beyond the table's +-2 rows / +-3 columns take the outermost value
     big = rpb((5, 6), cls_token=True)
     assert big.shape == (1, 2, 31, 31) and torch.equal(big[0, :, 0, 0], rpb.table[-1])
@@ -99,3 +102,17 @@ def test_mmseg_argument_names_are_understood_or_refused():
                init_cfg=dict(type="Pretrained", checkpoint="b.pth"))
     assert MAEViT(embed_dims=64, num_layers=2, num_heads=2, out_indices=[1], pretrained="a.pth").init_cfg == dict(
         type="Pretrained", checkpoint="a.pth")
+
+
+def test_index_cache_survives_inference_mode_and_is_not_shared_with_callers():
+    """A first lookup under inference_mode must not cache a tensor a later training step cannot save for
+    backward; the public index() returns a copy, so editing it changes nothing."""
+    rpb = RelativePositionBias((7, 5), num_heads=2)  # a geometry no other test uses
+    with torch.inference_mode():
+        rpb((7, 5), cls_token=True)
+    bias = rpb((7, 5), cls_token=True)
+    (bias * torch.randn_like(bias)).sum().backward()
+    assert rpb.table.grad is not None and rpb.table.grad.abs().sum() > 0
+    idx = RelativePositionBias.index((7, 5), cls_token=True)
+    idx.zero_()
+    assert not torch.equal(RelativePositionBias.index((7, 5), cls_token=True), idx)

@@ -161,6 +161,10 @@ def test_paper_configs_build_from_registry(name):
     assert bb.out_indices == ((7, 11, 15, 23) if large else (3, 5, 7, 11)) and bb.grid == (32, 32)
     assert all(b.attn.rel_pos_bias is not None for b in bb.blocks)
     assert bb.pyramid.rescales == (4.0, 2.0, 1.0, 0.5)
+    tta = Config.fromfile(osp.join(ROOT, "configs", "upernet", name.replace(".py", "_ms-flip-test.py")))
+    assert tta.tta_model.type == "SegTTAModel" and tta.model.backbone.arch == ("large" if large else "base")
+    (aug,) = [t for t in tta.test_dataloader.dataset.pipeline if t.type == "TestTimeAug"]
+    assert [r.scale for r in aug.transforms[0]] == [(int(2048 * r), int(512 * r)) for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)]
 
 
 def test_labels_outside_the_class_range_raise_naming_the_file(tmp_path):
@@ -384,3 +388,30 @@ def test_one_training_iteration_on_ade_layout_data(tmp_path):
     bb = model.backbone
     for p in (bb.blocks[0].attn.qkv.weight, bb.blocks[0].attn.rel_pos_bias.table, bb.patch_embed.proj.weight):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_test_time_padding_is_cropped_back_exactly():
+    """An image whose size is not a multiple of 16: the config's preprocessor pads it (bottom / right) for the
+    backbone, and the prediction equals the padded forward cropped back (not resized), pixel for pixel."""
+    import torch.nn.functional as F
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    torch.manual_seed(0)
+    cfg = _small_paper_cfg()
+    cfg.model.test_cfg = dict(mode="whole")
+    init_default_scope("mmseg")
+    model = MODELS.build(cfg.model).eval()
+    h, w = 100, 150
+    img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
+    sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
+    sample.gt_sem_seg = PixelData(data=torch.zeros(1, h, w, dtype=torch.long))
+    with torch.no_grad():
+        (pred,) = model.test_step(dict(inputs=[img], data_samples=[sample]))
+        pre = model.data_preprocessor
+        x = (img.float()[[2, 1, 0]] - pre.mean) / pre.std  # bgr_to_rgb, normalise
+        x = F.pad(x, (0, 160 - w, 0, 112 - h))[None]
+        logits = model.encode_decode(x, [dict(img_shape=(112, 160), pad_shape=(112, 160), ori_shape=(112, 160))])
+    assert pred.seg_logits.data.shape == (150, h, w)
+    torch.testing.assert_close(pred.seg_logits.data, logits[0, :, :h, :w], rtol=1e-5, atol=1e-5)

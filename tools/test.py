@@ -37,12 +37,13 @@ def main():
         cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
     if "pretrained" in cfg.model:
         cfg.model.pretrained = None  # the evaluated checkpoint holds every weight
-    if not args.tta and "TestTimeAug" in str(cfg.test_dataloader.dataset.get("pipeline", "")):
+    has_tta_pipeline = "TestTimeAug" in str(cfg.test_dataloader.dataset.get("pipeline", ""))
+    if not args.tta and has_tta_pipeline:
         sys.exit(f"{args.config} tests with a TestTimeAug (multi-scale / flip) pipeline: add --tta "
                  f"(or use the single-scale config it is based on)")
     if args.tta:
-        if not cfg.get("tta_model"):
-            sys.exit("--tta needs a config with tta_model (and a TTA test pipeline), e.g. *_ms-flip-test.py")
+        if not cfg.get("tta_model") or not has_tta_pipeline:
+            sys.exit("--tta needs a config with tta_model and a TestTimeAug test pipeline, e.g. *_ms-flip-test.py")
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if args.show_dir:

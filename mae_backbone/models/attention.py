@@ -102,22 +102,28 @@ def rel_pos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_pos
     return out[..., :C]
 
 
-@functools.lru_cache(maxsize=16)
-def _rel_pos_bias_index(grid: Grid, table_grid: Grid, cls_token: bool) -> torch.Tensor:
-    h, w = grid
-    th, tw = table_grid
-    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)  # (2, h*w)
-    rel = coords[:, :, None] - coords[:, None, :]
-    # offsets beyond the table's range take its outermost learned value (same patch scale: no stretching)
-    dy, dx = rel[0].clamp(-(th - 1), th - 1), rel[1].clamp(-(tw - 1), tw - 1)
-    idx = (dy + th - 1) * (2 * tw - 1) + (dx + tw - 1)
-    if not cls_token:
-        return idx
-    n = (2 * th - 1) * (2 * tw - 1)
-    full = torch.empty(h * w + 1, h * w + 1, dtype=idx.dtype)
-    full[1:, 1:] = idx
-    full[0, 1:], full[1:, 0], full[0, 0] = n, n + 1, n + 2
-    return full
+@functools.lru_cache(maxsize=8)
+def _rel_pos_bias_index(grid: Grid, table_grid: Grid, cls_token: bool, device: str) -> torch.Tensor:
+    """The (N, N) int64 lookup, built once per geometry and device and shared by every block (read only).
+
+    Built outside inference mode, so a first call under ``torch.inference_mode()`` does not cache a tensor
+    that a later training step could not save for backward.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        h, w = grid
+        th, tw = table_grid
+        coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)
+        rel = coords[:, :, None] - coords[:, None, :]  # (2, h*w, h*w)
+        # offsets beyond the table's range take its outermost learned value (same patch scale: no stretching)
+        dy, dx = rel[0].clamp(-(th - 1), th - 1), rel[1].clamp(-(tw - 1), tw - 1)
+        idx = (dy + th - 1) * (2 * tw - 1) + (dx + tw - 1)
+        if cls_token:
+            n = (2 * th - 1) * (2 * tw - 1)
+            full = torch.empty(h * w + 1, h * w + 1, dtype=idx.dtype)
+            full[1:, 1:] = idx
+            full[0, 1:], full[1:, 0], full[0, 0] = n, n + 1, n + 2
+            idx = full
+        return idx.to(device)
 
 
 class RelativePositionBias(nn.Module):
@@ -140,14 +146,14 @@ class RelativePositionBias(nn.Module):
 
     @staticmethod
     def index(grid: Grid, cls_token: bool, table_grid: Optional[Grid] = None, device=None) -> torch.Tensor:
-        """(N, N) indices into a table built for ``table_grid`` (default: ``grid``) for tokens on ``grid``
-        (N = h*w (+1)); the 3 cls entries are the table's last rows. Cached per geometry."""
-        idx = _rel_pos_bias_index(tuple(grid), tuple(table_grid or grid), bool(cls_token))
-        return idx.to(device) if device is not None else idx
+        """(N, N) int64 indices into a table built for ``table_grid`` (default: ``grid``) for tokens on
+        ``grid`` (N = h*w (+1)); the 3 cls entries are the table's last rows. A fresh copy."""
+        idx = _rel_pos_bias_index(tuple(grid), tuple(table_grid or grid), bool(cls_token), str(device or "cpu"))
+        return idx.clone()
 
     def forward(self, grid: Grid, cls_token: bool) -> torch.Tensor:
         """Bias (1, heads, N, N) for tokens on ``grid`` (with a leading cls token if ``cls_token``)."""
-        idx = self.index(grid, cls_token, self.grid, self.table.device)
+        idx = _rel_pos_bias_index(tuple(grid), self.grid, bool(cls_token), str(self.table.device))
         n = idx.shape[0]
         # index_select on the (heads, T) view: a contiguous (heads, N, N) bias, and a backward (index_add)
         # ~10x cheaper on CPU than advanced indexing's index_put
