@@ -35,12 +35,16 @@ def _autocast(dtype: str, device: str):
 
 def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8, dtype: str = "fp32",
                              img_size: int = 224, mask_ratio: float = 0.75, warmup: int = 2, repeats: int = 5,
-                             device: str = "cpu", seed: int = 0, **model_kwargs) -> Dict:
-    """Images/s of one MAE training step (forward, backward, AdamW) on random images."""
+                             device: str = "cpu", seed: int = 0, fused_adamw: bool = True, **model_kwargs) -> Dict:
+    """Images/s of one MAE training step (forward, backward, AdamW) on random images.
+
+    ``fused_adamw``: torch's fused AdamW kernel (our optimizer constructor's default); False: torch's default
+    implementation for the device (a per-tensor loop on CPU).
+    """
     torch.manual_seed(seed)
     model = create_model(arch, img_size=img_size, norm_pix_loss=True, **model_kwargs).to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95),
-                            weight_decay=0.05)
+                            weight_decay=0.05, **({"fused": True} if fused_adamw else {}))
     imgs = torch.randn(batch, model.in_chans, img_size, img_size, device=device)
 
     def step():
@@ -52,7 +56,7 @@ def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8,
 
     times = median_time(step, warmup, repeats)
     med = statistics.median(times)
-    return dict(arch=arch, batch=batch, dtype=dtype, img_size=img_size, mask_ratio=mask_ratio,
+    return dict(arch=arch, batch=batch, dtype=dtype, img_size=img_size, mask_ratio=mask_ratio, fused_adamw=fused_adamw,
                 step_s=med, img_per_s=batch / med, min_s=times[0], max_s=times[-1], repeats=repeats)
 
 
@@ -63,3 +67,50 @@ def matmul_peak(dtype: str = "fp32", n: int = 2048, device: str = "cpu", repeats
     reps = 4
     times = median_time(lambda: [a @ b for _ in range(reps)], warmup=1, repeats=repeats)
     return 2 * n ** 3 * reps / statistics.median(times)
+
+
+def pretrain_step_flops(model: torch.nn.Module, imgs: torch.Tensor, mask_ratio: float = 0.75) -> int:
+    """FLOPs of one forward + backward of an MAE model on ``imgs`` (``torch.utils.flop_counter``: matmuls,
+    convolutions and SDPA; elementwise work is not counted, so this is the bound the step time is judged by)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        loss, _, _ = model(imgs, mask_ratio=mask_ratio)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+ASYMMETRIC_VARIANTS = (  # (label, mask_token_in_encoder, decoder_depth): paper Table 2's rows
+    ("encoder w/ [M], decoder depth 8", True, 8),
+    ("MAE, decoder depth 8", False, 8),
+    ("MAE, decoder depth 1", False, 1),
+)
+
+
+def asymmetric_speedup(arch: str = "mae_vit_large_patch16", batch: int = 4, dtype: str = "fp32",
+                       img_size: int = 224, mask_ratio: float = 0.75, warmup: int = 1, repeats: int = 5,
+                       device: str = "cpu", variants=ASYMMETRIC_VARIANTS, fused_adamw: bool = True,
+                       **model_kwargs) -> List[Dict]:
+    """Paper Table 2 on this machine: training-step time of each variant and its FLOPs, as ratios to the first
+    (the encoder that also processes mask tokens). ``flop_ratio`` is the speedup bound; ``efficiency`` =
+    measured speedup / bound. One process, one model at a time."""
+    rows = []
+    for label, in_encoder, depth in variants:
+        kw = dict(model_kwargs, mask_token_in_encoder=in_encoder, decoder_depth=depth)
+        r = pretrain_step_throughput(arch, batch, dtype, img_size, mask_ratio=mask_ratio, warmup=warmup,
+                                     repeats=repeats, device=device, fused_adamw=fused_adamw, **kw)
+        torch.manual_seed(0)
+        model = create_model(arch, img_size=img_size, norm_pix_loss=True, **kw).to(device).train()
+        imgs = torch.randn(batch, model.in_chans, img_size, img_size, device=device)
+        r.update(label=label, flops=pretrain_step_flops(model, imgs, mask_ratio), mask_token_in_encoder=in_encoder,
+                 decoder_depth=depth)
+        del model
+        rows.append(r)
+    base = rows[0]
+    for r in rows:
+        r["speedup"] = base["step_s"] / r["step_s"]
+        r["flop_ratio"] = base["flops"] / r["flops"]
+        r["efficiency"] = r["speedup"] / r["flop_ratio"]
+    return rows

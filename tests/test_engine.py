@@ -111,6 +111,41 @@ def test_optimizer_groups_from_model_self_description():
     assert id(named["model.pos_embed"]) not in where  # fixed table: not optimised
 
 
+def test_constructor_fuses_adamw_by_default_with_the_same_updates():
+    """The constructor turns on torch's fused AdamW unless the config chose fused / foreach; 20 steps of the
+    fused kernel, fed the same gradients, give the parameters the per-tensor loop gives within float32 rounding
+    (the same gradients: a model in the loop would let rounding differences feed back through Adam's
+    normalisation of near-zero gradients)."""
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+    from mae_backbone.engine import MAEPretrainer
+
+    runs = {}
+    for name, extra in (("default", {}), ("loop", dict(foreach=False)), ("foreach", dict(foreach=True))):
+        torch.manual_seed(0)
+        model = MAEPretrainer(arch="mae_vit_tiny_patch16", img_size=32, patch_size=8, depth=2, decoder_depth=1)
+        ctor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+            type="LayerDecayOptimWrapperConstructor", paramwise_cfg=dict(layer_decay=0.75),
+            optim_wrapper_cfg=dict(optimizer=dict(type="AdamW", lr=1e-2, weight_decay=0.05, betas=(0.9, 0.95),
+                                                  **extra))))
+        opt = ctor(model).optimizer
+        assert opt.defaults.get("fused") is (True if name == "default" else None), (name, opt.defaults)
+        g = torch.Generator().manual_seed(1)
+        params = [p for p in model.parameters() if p.requires_grad]
+        for step in range(20):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g) * 10.0 ** (-step % 4)
+            opt.step()
+        runs[name] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    torch.manual_seed(0)  # the same initial parameters as each run
+    before = dict(MAEPretrainer(arch="mae_vit_tiny_patch16", img_size=32, patch_size=8, depth=2,
+                                decoder_depth=1).named_parameters())
+    for n, p in runs["loop"].items():
+        torch.testing.assert_close(runs["default"][n], p, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(runs["foreach"][n], p, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(runs["loop"]["model.blocks.0.attn.qkv.weight"], before["model.blocks.0.attn.qkv.weight"])
+
+
 def test_bf16_autocast_wrapper_on_cpu():
     from mmengine.registry import OPTIM_WRAPPERS
     lin = torch.nn.Linear(4, 4)

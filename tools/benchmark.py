@@ -1,6 +1,7 @@
 """Benchmarks. Every figure is a median over repeats after warm-up, measured in one run.
 
 python tools/benchmark.py pretrain --arch mae_vit_base_patch16 --batch 8 --dtypes fp32 bf16
+python tools/benchmark.py asymmetric --arch mae_vit_large_patch16     # paper Table 2: w/ [M] vs MAE dec 8 / 1
 python tools/benchmark.py detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
 python tools/benchmark.py segmentation      # UperNet ViT-B 512x512: ours vs mmseg's own MAE backbone
 python tools/benchmark.py segmentation --part backbone   # the backbone alone, batch 1
@@ -27,6 +28,18 @@ def main():
     pre.add_argument("--repeats", type=int, default=5)
     pre.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     pre.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    pre.add_argument("--adamw", nargs="+", default=["fused"], choices=["fused", "unfused"],
+                     help="fused: torch's fused AdamW kernel (the optimizer constructor's default); unfused: torch's "
+                          "default for the device; both: the lever measured in one run")
+    asym = sub.add_parser("asymmetric", help="paper Table 2: step time and FLOPs of the encoder with mask tokens vs "
+                                             "MAE (decoder depth 8 and 1), as ratios measured in one run")
+    asym.add_argument("--arch", default="mae_vit_large_patch16")
+    asym.add_argument("--batch", type=int, default=4)
+    asym.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    asym.add_argument("--warmup", type=int, default=1)
+    asym.add_argument("--repeats", type=int, default=5)
+    asym.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    asym.add_argument("--unfused-adamw", action="store_true", help="torch's default AdamW instead of the fused kernel")
     det = sub.add_parser("detection", help="Mask R-CNN ViT-B training iteration at 1024x1024 (time, peak memory); "
                                             "each variant in its own process so peak memory is its own")
     det.add_argument("--variants", nargs="+", default=["fpn", "vitdet"],
@@ -56,6 +69,8 @@ def main():
         return detection(args)
     if args.cmd == "segmentation":
         return segmentation(args)
+    if args.cmd == "asymmetric":
+        return asymmetric(args)
 
     import torch
     from mae_backbone.benchmark import matmul_peak, pretrain_step_throughput
@@ -64,13 +79,31 @@ def main():
         torch.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}")
-    print("| model | batch | dtype | step (s) | img/s | matmul peak (TFLOP/s) |")
-    print("|---|---|---|---|---|---|")
+    print("| model | batch | dtype | AdamW | step (s) | img/s | matmul peak (TFLOP/s) |")
+    print("|---|---|---|---|---|---|---|")
     for dtype in args.dtypes:
-        r = pretrain_step_throughput(args.arch, args.batch, dtype, args.img_size, warmup=args.warmup,
-                                     repeats=args.repeats, device=args.device)
         peak = matmul_peak(dtype, device=args.device)
-        print(f"| {r['arch']} | {r['batch']} | {dtype} | {r['step_s']:.3f} | {r['img_per_s']:.2f} | {peak / 1e12:.3f} |")
+        for adamw in args.adamw:
+            r = pretrain_step_throughput(args.arch, args.batch, dtype, args.img_size, warmup=args.warmup,
+                                         repeats=args.repeats, device=args.device, fused_adamw=adamw == "fused")
+            print(f"| {r['arch']} | {r['batch']} | {dtype} | {adamw} | {r['step_s']:.3f} | {r['img_per_s']:.2f} | "
+                  f"{peak / 1e12:.3f} |")
+
+
+def asymmetric(args):
+    import torch
+    from mae_backbone.benchmark import asymmetric_speedup
+
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"device {args.device}; {args.arch}, batch {args.batch}, {args.dtype}, mask 0.75, norm_pix_loss, "
+          f"AdamW {'torch default (unfused)' if args.unfused_adamw else 'fused'}, "
+          f"median of {args.repeats} after {args.warmup} warm-up")
+    print("| variant | step (s) | min - max (s) | GFLOP / step (fwd + bwd) | speedup | FLOP bound | speedup / bound |")
+    print("|---|---|---|---|---|---|---|")
+    for r in asymmetric_speedup(args.arch, args.batch, args.dtype, warmup=args.warmup, repeats=args.repeats,
+                                device=args.device, fused_adamw=not args.unfused_adamw):
+        print(f"| {r['label']} | {r['step_s']:.2f} | {r['min_s']:.2f} - {r['max_s']:.2f} | {r['flops'] / 1e9:.0f} | "
+              f"{r['speedup']:.2f}x | {r['flop_ratio']:.2f}x | {r['efficiency']:.0%} |")
 
 
 def _child_rows(args, what: str, title: str, extra=()):
