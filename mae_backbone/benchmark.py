@@ -33,31 +33,65 @@ def _autocast(dtype: str, device: str):
     return torch.autocast(device_type=device, dtype=DTYPES[dtype])
 
 
+IMPLS = ("ours", "hf")  # pretraining implementations the step benchmark can time
+
+
+def hf_twin(model: torch.nn.Module, mask_ratio: float = 0.75) -> torch.nn.Module:
+    """HF transformers ``ViTMAEForPreTraining`` with the shape of our MAE ``model`` (SDPA attention,
+    ``norm_pix_loss`` as ours); a peer for timing, initialised by HF (weights do not matter for speed)."""
+    try:
+        import transformers
+    except ImportError as e:
+        raise ImportError("the HF peer needs transformers: pip install -e '.[bench]'") from e
+    blk, dec = model.blocks[0], model.decoder_blocks[0]
+    cfg = transformers.ViTMAEConfig(
+        hidden_size=model.embed_dim, num_hidden_layers=len(model.blocks), num_attention_heads=blk.attn.num_heads,
+        intermediate_size=blk.mlp.fc1.out_features, image_size=model.img_size[0], patch_size=model.patch_size,
+        num_channels=model.in_chans, decoder_hidden_size=model.decoder_embed_dim,
+        decoder_num_hidden_layers=len(model.decoder_blocks), decoder_num_attention_heads=dec.attn.num_heads,
+        decoder_intermediate_size=dec.mlp.fc1.out_features, mask_ratio=mask_ratio, norm_pix_loss=model.norm_pix_loss,
+        layer_norm_eps=1e-6, hidden_act="gelu", qkv_bias=True, attn_implementation="sdpa")
+    return transformers.ViTMAEForPreTraining(cfg)
+
+
 def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8, dtype: str = "fp32",
                              img_size: int = 224, mask_ratio: float = 0.75, warmup: int = 2, repeats: int = 5,
-                             device: str = "cpu", seed: int = 0, fused_adamw: bool = True, **model_kwargs) -> Dict:
+                             device: str = "cpu", seed: int = 0, fused_adamw: bool = True, impl: str = "ours",
+                             **model_kwargs) -> Dict:
     """Images/s of one MAE training step (forward, backward, AdamW) on random images.
 
-    ``fused_adamw``: torch's fused AdamW kernel (our optimizer constructor's default); False: torch's default
-    implementation for the device (a per-tensor loop on CPU).
+    ``impl``: ``ours`` or ``hf`` (HF ``ViTMAEForPreTraining`` of the same shape, :func:`hf_twin`), timed the same
+    way. ``fused_adamw``: torch's fused AdamW kernel (our optimizer constructor's default) for either side;
+    False: torch's default implementation for the device (a per-tensor loop on CPU).
     """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     torch.manual_seed(seed)
-    model = create_model(arch, img_size=img_size, norm_pix_loss=True, **model_kwargs).to(device).train()
+    model = create_model(arch, img_size=img_size, norm_pix_loss=True, **model_kwargs)
+    if impl == "hf":
+        if model_kwargs.get("mask_token_in_encoder"):
+            raise ValueError("the HF peer has no mask-token encoder")
+        model = hf_twin(model, mask_ratio)
+    model = model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95),
                             weight_decay=0.05, **({"fused": True} if fused_adamw else {}))
-    imgs = torch.randn(batch, model.in_chans, img_size, img_size, device=device)
+    imgs = torch.randn(batch, 3 if impl == "hf" else model.in_chans, img_size, img_size, device=device)
 
     def step():
         with _autocast(dtype, device):
-            loss, _, _ = model(imgs, mask_ratio=mask_ratio)
+            if impl == "hf":
+                loss = model(pixel_values=imgs).loss
+            else:
+                loss, _, _ = model(imgs, mask_ratio=mask_ratio)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     times = median_time(step, warmup, repeats)
     med = statistics.median(times)
-    return dict(arch=arch, batch=batch, dtype=dtype, img_size=img_size, mask_ratio=mask_ratio, fused_adamw=fused_adamw,
-                step_s=med, img_per_s=batch / med, min_s=times[0], max_s=times[-1], repeats=repeats)
+    return dict(arch=arch, impl=impl, batch=batch, dtype=dtype, img_size=img_size, mask_ratio=mask_ratio,
+                fused_adamw=fused_adamw, step_s=med, img_per_s=batch / med, min_s=times[0], max_s=times[-1],
+                repeats=repeats)
 
 
 def matmul_peak(dtype: str = "fp32", n: int = 2048, device: str = "cpu", repeats: int = 5) -> float:

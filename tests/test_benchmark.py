@@ -33,3 +33,21 @@ def test_asymmetric_rows_are_ratios_to_the_mask_token_encoder():
     assert dec1["flop_ratio"] > dec8["flop_ratio"] > 1.0
     for r in rows:
         assert r["efficiency"] == pytest.approx(r["speedup"] / r["flop_ratio"])
+
+
+def test_hf_peer_has_our_shape_and_times():
+    """The HF twin has exactly our trainable parameter count (same encoder / decoder shapes, SDPA attention),
+    and the step benchmark runs it like ours."""
+    pytest.importorskip("transformers")
+    from mae_backbone.benchmark import hf_twin, pretrain_step_throughput
+    ours = create_model("mae_vit_base_patch16", **TINY, decoder_depth=2)
+    hf = hf_twin(ours)
+    assert hf.config._attn_implementation == "sdpa" and hf.config.norm_pix_loss == ours.norm_pix_loss
+    def n(m):
+        return sum(p.numel() for p in m.parameters() if p.requires_grad)
+    assert n(hf) == n(ours)
+    r = pretrain_step_throughput("mae_vit_base_patch16", batch=2, warmup=0, repeats=1, impl="hf", **TINY,
+                                 decoder_depth=2)
+    assert r["impl"] == "hf" and r["img_per_s"] > 0
+    with pytest.raises(ValueError, match="impl"):
+        pretrain_step_throughput("mae_vit_base_patch16", impl="mmpretrain", **TINY)

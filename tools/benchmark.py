@@ -28,6 +28,8 @@ def main():
     pre.add_argument("--repeats", type=int, default=5)
     pre.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     pre.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    pre.add_argument("--impls", nargs="+", default=["ours"], choices=["ours", "hf"],
+                     help="ours and/or HF transformers' ViTMAEForPreTraining of the same shape (SDPA), same run")
     pre.add_argument("--adamw", nargs="+", default=["fused"], choices=["fused", "unfused"],
                      help="fused: torch's fused AdamW kernel (the optimizer constructor's default); unfused: torch's "
                           "default for the device; both: the lever measured in one run")
@@ -79,15 +81,18 @@ def main():
         torch.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}")
-    print("| model | batch | dtype | AdamW | step (s) | img/s | matmul peak (TFLOP/s) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| implementation | model | batch | dtype | AdamW | step (s) | min - max (s) | img/s | matmul peak (TFLOP/s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for dtype in args.dtypes:
         peak = matmul_peak(dtype, device=args.device)
         for adamw in args.adamw:
-            r = pretrain_step_throughput(args.arch, args.batch, dtype, args.img_size, warmup=args.warmup,
-                                         repeats=args.repeats, device=args.device, fused_adamw=adamw == "fused")
-            print(f"| {r['arch']} | {r['batch']} | {dtype} | {adamw} | {r['step_s']:.3f} | {r['img_per_s']:.2f} | "
-                  f"{peak / 1e12:.3f} |")
+            for impl in args.impls:
+                r = pretrain_step_throughput(args.arch, args.batch, dtype, args.img_size, warmup=args.warmup,
+                                             repeats=args.repeats, device=args.device, fused_adamw=adamw == "fused",
+                                             impl=impl)
+                print(f"| {impl} | {r['arch']} | {r['batch']} | {dtype} | {adamw} | {r['step_s']:.3f} | "
+                      f"{r['min_s']:.3f} - {r['max_s']:.3f} | {r['img_per_s']:.2f} | {peak / 1e12:.3f} |")
+                sys.stdout.flush()
 
 
 def asymmetric(args):
