@@ -1,4 +1,5 @@
-"""Segmentation transfer (issue 5): MAEViT in mmseg, UperNet configs, the stock mmseg swap, offline ADE-layout data."""
+"""Segmentation transfer (issue 5), configs and data: the UperNet configs, the stock mmseg swap (model and layer
+decay), the offline ADE-layout data, label and class-count checks, the overfit run (model side: test_segmentation_model.py)."""
 import os.path as osp
 
 import pytest
@@ -12,6 +13,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import downstream  # noqa: E402,F401
 
 ROOT = osp.join(osp.dirname(__file__), "..")
+TINY = osp.join(ROOT, "configs", "upernet", "upernet_mae-vit-tiny_1xb2-300i_offline-voc-arc.py")
 
 
 def _unscoped(d):
@@ -96,9 +98,6 @@ def test_stock_mmseg_mae_swap_builds_mmsegs_model_and_layer_decay():
         _lr_scales(ours, bad)
 
 
-TINY = osp.join(ROOT, "configs", "upernet", "upernet_mae-vit-tiny_1xb2-300i_offline-voc-arc.py")
-
-
 def test_offline_config_classes_match_the_written_dataset(tmp_path):
     from mae_backbone.data.offline_ade import offline_ade_metainfo, write_offline_ade
     write_offline_ade(tmp_path)
@@ -167,9 +166,20 @@ def test_paper_configs_build_from_registry(name):
     assert [r.scale for r in aug.transforms[0]] == [(int(2048 * r), int(512 * r)) for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)]
 
 
-def test_labels_outside_the_class_range_raise_naming_the_file(tmp_path):
+def _corrupt_voc_label(ds_cfg, png, value):
+    """Write ``value`` into one pixel of the VOC label map; rebuild the dataset; return (dataset, VOC index)."""
     import numpy as np
     from PIL import Image
+    from mmseg.registry import DATASETS
+    bad = np.array(Image.open(png))
+    bad[0, 0] = value
+    Image.fromarray(bad).save(png)
+    ds = DATASETS.build(ds_cfg)
+    return ds, [i for i in range(len(ds)) if ds.get_data_info(i)["seg_map_path"].endswith("voc.png")][0]
+
+
+def test_labels_outside_the_class_range_raise_naming_the_file(tmp_path):
+    import numpy as np
     from mmseg.registry import DATASETS
 
     from mae_backbone.data.offline_ade import write_offline_ade
@@ -181,12 +191,8 @@ def test_labels_outside_the_class_range_raise_naming_the_file(tmp_path):
     ds = DATASETS.build(ds_cfg)
     labels = np.unique(np.concatenate([ds[i]["data_samples"].gt_sem_seg.data.numpy().ravel() for i in range(2)]))  # written maps pass
     assert set(labels.tolist()) <= set(range(12)) | {255}
-    png = tmp_path / "annotations" / "training" / "voc.png"
-    bad = np.array(Image.open(png))
-    bad[0, 0] = 40  # after reduce_zero_label: 39, outside 0..11
-    Image.fromarray(bad).save(png)
-    ds = DATASETS.build(ds_cfg)
-    idx = [i for i in range(len(ds)) if ds.get_data_info(i)["seg_map_path"].endswith("voc.png")][0]
+    # 40 after reduce_zero_label: 39, outside 0..11
+    ds, idx = _corrupt_voc_label(ds_cfg, tmp_path / "annotations" / "training" / "voc.png", 40)
     with pytest.raises(ValueError, match=r"voc\.png.*\[39\].*num_classes"):
         ds[idx]
 
@@ -196,7 +202,6 @@ def test_paper_config_pipelines_load_ade_layout_and_check_labels(tmp_path, which
     """The ViT-B config's own ADE20KDataset pipelines read the ADE layout (reduce_zero_label) and stop on a
     label outside 0..149 naming the file (CheckSegLabels after LoadAnnotations in each pipeline)."""
     import numpy as np
-    from PIL import Image
     from mmseg.registry import DATASETS
 
     from mae_backbone.data.offline_ade import write_offline_ade
@@ -219,12 +224,8 @@ def test_paper_config_pipelines_load_ade_layout_and_check_labels(tmp_path, which
     for sample in samples:
         labels = set(np.unique(sample.gt_sem_seg.data.numpy()).tolist())
         assert labels <= set(range(12)) | {255} and 255 in labels and len(labels) > 2  # 0 -> ignore, 1..K -> 0..K-1
-    png = tmp_path / "annotations" / split / "voc.png"
-    bad = np.array(Image.open(png))
-    bad[0, 0] = 200  # after reduce_zero_label: 199, outside 0..149
-    Image.fromarray(bad).save(png)
-    ds = DATASETS.build(ds_cfg)
-    idx = [i for i in range(len(ds)) if ds.get_data_info(i)["seg_map_path"].endswith("voc.png")][0]
+    # 200 after reduce_zero_label: 199, outside 0..149
+    ds, idx = _corrupt_voc_label(ds_cfg, tmp_path / "annotations" / split / "voc.png", 200)
     with pytest.raises(ValueError, match=r"voc\.png.*\[199\].*0\.\.149"):
         ds[idx]
 
@@ -248,170 +249,3 @@ def test_head_class_count_must_match_the_dataset(tmp_path):
     wrong = MODELS.build(cfg.model)
     with pytest.raises(ValueError, match="decode_head.num_classes = 150 but the dataset has 12"):
         hook.before_train(SimpleNamespace(model=wrong, train_dataloader=SimpleNamespace(dataset=ds)))
-
-
-def test_sliding_window_inference_returns_a_full_size_map():
-    from mmseg.registry import MODELS
-    cfg = Config.fromfile(TINY)
-    cfg.model.test_cfg = dict(mode="slide", crop_size=(128, 128), stride=(85, 85))
-    init_default_scope("mmseg")
-    model = MODELS.build(cfg.model).eval()
-    x = torch.randn(1, 3, 224, 352)  # larger than the crop in both directions, not a multiple of the stride
-    meta = dict(img_shape=(224, 352), ori_shape=(224, 352), pad_shape=(224, 352))
-    with torch.no_grad():
-        logits = model.inference(x, [meta])
-    assert logits.shape == (1, 12, 224, 352) and torch.isfinite(logits).all()
-
-
-def test_multi_scale_flip_test_config_runs_on_odd_sizes(tmp_path):
-    """The ms-flip test config end to end on the ADE-layout photos (a tiny backbone in the ViT-B config):
-    12 views (6 scales of the 512 test size x 2 flips), scaled sizes that are not multiples of the patch
-    size (the preprocessor pads at test time), sliding windows, one full-size prediction per image."""
-    from mmengine.dataset import pseudo_collate
-    from mmseg.registry import DATASETS, MODELS
-
-    from mae_backbone.data.offline_ade import write_offline_ade
-    write_offline_ade(tmp_path)
-    cfg = Config.fromfile(osp.join(ROOT, "configs", "upernet",
-                                   "upernet_mae-vit-b_8xb2-160k_ade20k-512x512_ms-flip-test.py"))
-    ds_cfg = cfg.test_dataloader.dataset
-    ds_cfg.update(data_root=f"{tmp_path}/", data_prefix=dict(img_path="images/validation",
-                                                             seg_map_path="annotations/validation"))
-    m = cfg.model
-    m.backbone.update(arch=dict(embed_dim=64, depth=4, num_heads=2), out_indices=(0, 1, 2, 3), init_cfg=None,
-                      autocast_dtype=None)
-    m.decode_head.update(in_channels=[64] * 4, channels=32, norm_cfg=dict(type="BN"))
-    m.auxiliary_head.update(in_channels=64, channels=16, norm_cfg=dict(type="BN"))
-    m.backbone.pyramid.norm = "BN"
-    cfg.tta_model.module = m
-    init_default_scope("mmseg")
-    ds = DATASETS.build(ds_cfg)
-    tta = MODELS.build(cfg.tta_model).eval()
-    for i in range(1):  # the 500 x 375 VOC photo: 250 x 188 .. 1194 x 896 views
-        item = ds[i]
-        shapes = {tuple(s.img_shape) for s in item["data_samples"]}
-        assert len(item["inputs"]) == 12 and any(h % 16 or w % 16 for h, w in shapes), shapes
-        with torch.no_grad():
-            (pred,) = tta.test_step(pseudo_collate([item]))
-        h, w = item["data_samples"][0].ori_shape
-        assert pred.pred_sem_seg.data.shape == (1, h, w)
-        assert pred.gt_sem_seg.data.shape == (1, h, w)
-
-
-# ----------------------------------------------------------------------------- shapes, checkpoint, one step
-def _small_paper_cfg(embed=64, depth=4, heads=2):
-    """The ViT-B paper config with a small encoder (same code path: rel-pos bias, pyramid, UperNet + FCN)."""
-    cfg = Config.fromfile(osp.join(ROOT, "configs", "upernet", "upernet_mae-vit-b_8xb2-160k_ade20k-512x512.py"))
-    m = cfg.model
-    m.backbone.update(arch=dict(embed_dim=embed, depth=depth, num_heads=heads), out_indices=(0, 1, 2, 3),
-                      init_cfg=None, autocast_dtype=None)
-    m.backbone.pyramid.norm = "BN"
-    m.decode_head.update(in_channels=[embed] * 4, channels=32, norm_cfg=dict(type="BN"))
-    m.auxiliary_head.update(in_channels=embed, channels=16, norm_cfg=dict(type="BN"))
-    return cfg
-
-
-@pytest.mark.parametrize("hw", [(256, 256), (224, 352)])
-def test_feature_shapes_at_strides_4_to_32(hw):
-    from mmseg.registry import MODELS
-    init_default_scope("mmseg")
-    model = MODELS.build(_small_paper_cfg().model).eval()
-    H, W = hw
-    with torch.no_grad():
-        feats = model.extract_feat(torch.randn(1, 3, H, W))
-        logits = model.encode_decode(torch.randn(1, 3, H, W), [dict(img_shape=hw, ori_shape=hw, pad_shape=hw)])
-    assert [tuple(f.shape[-2:]) for f in feats] == [(H // s, W // s) for s in (4, 8, 16, 32)]
-    assert all(f.shape[1] == 64 for f in feats)  # the pyramid keeps the encoder's width
-    assert logits.shape == (1, 150, H, W)
-
-
-def test_official_mae_checkpoint_loads_through_init_cfg(tmp_path, monkeypatch):
-    """An official-layout MAE checkpoint (224 pretraining, full model with decoder) loads into the 512 UperNet
-    backbone: the position table is resized to 32 x 32 and reported; only the relative position tables and the
-    pyramid are missing; the decoder, mask token and final norm are the only unused tensors; the log has the report."""
-    import re
-
-    from mmseg.registry import MODELS
-
-    from mae_backbone.models import MaskedAutoencoder
-    mae = MaskedAutoencoder(img_size=224, patch_size=16, embed_dim=64, depth=4, num_heads=2, decoder_embed_dim=32,
-                            decoder_depth=1, decoder_num_heads=2)
-    sd = mae.state_dict()
-    ckpt = tmp_path / "mae_pretrain_small.pth"
-    torch.save({"model": sd, "epoch": 1599}, ckpt)
-    cfg = _small_paper_cfg()
-    cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(ckpt))
-    init_default_scope("mmseg")
-    model = MODELS.build(cfg.model)
-    import downstream.backbone as backbone_module
-    logged = []
-    monkeypatch.setattr(backbone_module, "print_log", lambda msg, **kw: logged.append((msg, kw)))
-    model.init_weights()
-    bb = model.backbone
-    report = bb.load_report
-    assert report.source == "official" and bb.grid == (32, 32)
-    assert report.resized == ["pos_embed (1, 197, 64)->(1, 1025, 64)"], report.resized
-    new = re.compile(r"^(blocks\.\d+\.attn\.rel_pos_bias\.table|pyramid\..*)$")
-    assert all(new.match(k) for k in report.missing), report.missing
-    assert sum(k.endswith("rel_pos_bias.table") for k in report.missing) == 4
-    assert any(k.startswith("pyramid.") for k in report.missing)
-    unused = set(report.unexpected)
-    assert {"mask_token", "norm.weight", "norm.bias"} <= unused and all(
-        k in ("mask_token", "norm.weight", "norm.bias") or k.startswith("decoder_") for k in unused), unused
-    for k in ("blocks.3.attn.qkv.weight", "patch_embed.proj.weight", "cls_token"):
-        assert torch.equal(bb.state_dict()[k], sd[k])
-    assert bb.pos_embed.shape == (1, 1 + 32 * 32, 64)
-    assert all((b.attn.rel_pos_bias.table == 0).all() for b in bb.blocks)  # zero-initialised
-    (msg, kw), = [m for m in logged if "MAEViT: loaded" in m[0]]  # the report goes to mmengine's current logger
-    assert str(report) in msg and "resized 1 (pos_embed" in msg and kw.get("logger") == "current"
-
-
-def test_one_training_iteration_on_ade_layout_data(tmp_path):
-    """Two samples of the ADE-layout photos through the tiny config's pipeline: finite decode / auxiliary
-    losses, gradients reach the first block, the relative position tables and the patch embedding."""
-    from mmengine.dataset import pseudo_collate
-    from mmseg.registry import DATASETS, MODELS
-
-    from mae_backbone.data.offline_ade import write_offline_ade
-    write_offline_ade(tmp_path)
-    torch.manual_seed(0)
-    cfg = Config.fromfile(TINY)
-    cfg.model.backbone.use_rel_pos_bias = True  # the paper setting, in the tiny encoder
-    init_default_scope("mmseg")
-    ds = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=f"{tmp_path}/"))
-    model = MODELS.build(cfg.model).train()
-    data = model.data_preprocessor(pseudo_collate([ds[0], ds[1]]), True)
-    losses = model(**data, mode="loss")
-    for k in ("decode.loss_ce", "aux.loss_ce"):
-        assert torch.isfinite(losses[k]) and losses[k].item() > 0, k
-    sum(v for k, v in losses.items() if "loss" in k).backward()
-    bb = model.backbone
-    for p in (bb.blocks[0].attn.qkv.weight, bb.blocks[0].attn.rel_pos_bias.table, bb.patch_embed.proj.weight):
-        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
-
-
-def test_test_time_padding_is_cropped_back_exactly():
-    """An image whose size is not a multiple of 16: the config's preprocessor pads it (bottom / right) for the
-    backbone, and the prediction equals the padded forward cropped back (not resized), pixel for pixel."""
-    import torch.nn.functional as F
-    from mmengine.structures import PixelData
-    from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
-
-    torch.manual_seed(0)
-    cfg = _small_paper_cfg()
-    cfg.model.test_cfg = dict(mode="whole")
-    init_default_scope("mmseg")
-    model = MODELS.build(cfg.model).eval()
-    h, w = 100, 150
-    img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
-    sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
-    sample.gt_sem_seg = PixelData(data=torch.zeros(1, h, w, dtype=torch.long))
-    with torch.no_grad():
-        (pred,) = model.test_step(dict(inputs=[img], data_samples=[sample]))
-        pre = model.data_preprocessor
-        x = (img.float()[[2, 1, 0]] - pre.mean) / pre.std  # bgr_to_rgb, normalise
-        x = F.pad(x, (0, 160 - w, 0, 112 - h))[None]
-        logits = model.encode_decode(x, [dict(img_shape=(112, 160), pad_shape=(112, 160), ori_shape=(112, 160))])
-    assert pred.seg_logits.data.shape == (150, h, w)
-    torch.testing.assert_close(pred.seg_logits.data, logits[0, :, :h, :w], rtol=1e-5, atol=1e-5)
