@@ -171,7 +171,11 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
 visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ReplicaCheckHook', interval=1)]
 """)
-    env = dict(os.environ, PYTHON=sys.executable, PORT="29533", OMP_NUM_THREADS="1")
+    import socket
+    with socket.socket() as sock:  # a free port: a fixed one can still be held by an earlier run
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(port), OMP_NUM_THREADS="1")
     proc = subprocess.run(["bash", os.path.join(ROOT, "tools", "dist_train.sh"), str(cfg_path), "2",
                            "--work-dir", str(tmp_path / "work")],
                           env=env, capture_output=True, text=True, timeout=300)
