@@ -183,17 +183,17 @@ def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
     x = torch.randn(batch, 3, 512, 512, device=device)
     rss_built = _rss_mib()
+    shapes = []
 
     def step():
         feats = model.extract_feat(x)
+        shapes[:] = [tuple(f.shape[1:]) for f in feats]
         loss = sum(f.float().mean() for f in feats)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     times = median_time(step, warmup, repeats)
-    with torch.no_grad():
-        shapes = [tuple(f.shape[1:]) for f in model.extract_feat(x)]
     return dict(variant=variant, part="backbone", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
                 step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats, out_shapes=shapes,
                 backbone_params_m=sum(p.numel() for m in parts for p in m.parameters()) / 1e6,

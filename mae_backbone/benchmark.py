@@ -57,12 +57,13 @@ def hf_twin(model: torch.nn.Module, mask_ratio: float = 0.75) -> torch.nn.Module
 def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8, dtype: str = "fp32",
                              img_size: int = 224, mask_ratio: float = 0.75, warmup: int = 2, repeats: int = 5,
                              device: str = "cpu", seed: int = 0, fused_adamw: bool = True, impl: str = "ours",
-                             **model_kwargs) -> Dict:
+                             count_flops: bool = False, **model_kwargs) -> Dict:
     """Images/s of one MAE training step (forward, backward, AdamW) on random images.
 
     ``impl``: ``ours`` or ``hf`` (HF ``ViTMAEForPreTraining`` of the same shape, :func:`hf_twin`), timed the same
     way. ``fused_adamw``: torch's fused AdamW kernel (our optimizer constructor's default) for either side;
-    False: torch's default implementation for the device (a per-tensor loop on CPU).
+    False: torch's default implementation for the device (a per-tensor loop on CPU). ``count_flops`` adds
+    ``flops`` (:func:`pretrain_step_flops`, ours only) counted on the same model and batch after the timing.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -89,9 +90,14 @@ def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8,
 
     times = median_time(step, warmup, repeats)
     med = statistics.median(times)
-    return dict(arch=arch, impl=impl, batch=batch, dtype=dtype, img_size=img_size, mask_ratio=mask_ratio,
-                fused_adamw=fused_adamw, step_s=med, img_per_s=batch / med, min_s=times[0], max_s=times[-1],
-                repeats=repeats)
+    out = dict(arch=arch, impl=impl, batch=batch, dtype=dtype, img_size=img_size, mask_ratio=mask_ratio,
+               fused_adamw=fused_adamw, step_s=med, img_per_s=batch / med, min_s=times[0], max_s=times[-1],
+               repeats=repeats)
+    if count_flops:
+        if impl != "ours":
+            raise ValueError("count_flops counts our model's step; the HF peer has the same shape")
+        out["flops"] = pretrain_step_flops(model, imgs, mask_ratio)
+    return out
 
 
 def matmul_peak(dtype: str = "fp32", n: int = 2048, device: str = "cpu", repeats: int = 5) -> float:
@@ -134,13 +140,8 @@ def asymmetric_speedup(arch: str = "mae_vit_large_patch16", batch: int = 4, dtyp
     for label, in_encoder, depth in variants:
         kw = dict(model_kwargs, mask_token_in_encoder=in_encoder, decoder_depth=depth)
         r = pretrain_step_throughput(arch, batch, dtype, img_size, mask_ratio=mask_ratio, warmup=warmup,
-                                     repeats=repeats, device=device, fused_adamw=fused_adamw, **kw)
-        torch.manual_seed(0)
-        model = create_model(arch, img_size=img_size, norm_pix_loss=True, **kw).to(device).train()
-        imgs = torch.randn(batch, model.in_chans, img_size, img_size, device=device)
-        r.update(label=label, flops=pretrain_step_flops(model, imgs, mask_ratio), mask_token_in_encoder=in_encoder,
-                 decoder_depth=depth)
-        del model
+                                     repeats=repeats, device=device, fused_adamw=fused_adamw, count_flops=True, **kw)
+        r.update(label=label, mask_token_in_encoder=in_encoder, decoder_depth=depth)
         rows.append(r)
     base = rows[0]
     for r in rows:
