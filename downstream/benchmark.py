@@ -12,6 +12,7 @@ import os.path as osp
 import resource
 import statistics
 import tempfile
+import time
 from typing import Dict
 
 import numpy as np
@@ -169,20 +170,13 @@ def segmentation_iteration(variant: str = "ours", batch: int = 2, dtype: str = "
                 peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
 
 
-def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str = "fp32", warmup: int = 1,
-                               repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
-    """Median seconds of the segmentation backbone (+ its pyramid neck) forward + backward + AdamW step at 512 x 512.
-
-    The four multi-scale maps the heads would receive are reduced by a mean to a scalar loss, so the time is
-    the backbone's own (the same UperNet heads follow every variant).
-    """
-    rss0 = _rss_mib()
+def _segmentation_backbone_step(variant: str, batch: int, dtype: str, device: str, seed: int):
+    """(cfg, the step closure, its parts): backbone (+ pyramid neck) forward + backward + AdamW at 512²."""
     cfg, model = _build_segmentor(variant, dtype, device, seed)
     parts = [model.backbone] + ([model.neck] if getattr(model, "with_neck", False) else [])
     params = [p for m in parts for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
     x = torch.randn(batch, 3, 512, 512, device=device)
-    rss_built = _rss_mib()
     shapes = []
 
     def step():
@@ -193,8 +187,116 @@ def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str
         loss.backward()
         opt.step()
 
+    step.shapes = shapes
+    return cfg, step, parts
+
+
+def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str = "fp32", warmup: int = 1,
+                               repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
+    """Median seconds of the segmentation backbone (+ its pyramid neck) forward + backward + AdamW step at 512 x 512.
+
+    The four multi-scale maps the heads would receive are reduced by a mean to a scalar loss, so the time is
+    the backbone's own (the same UperNet heads follow every variant).
+    """
+    rss0 = _rss_mib()
+    cfg, step, parts = _segmentation_backbone_step(variant, batch, dtype, device, seed)
+    rss_built = _rss_mib()
     times = median_time(step, warmup, repeats)
     return dict(variant=variant, part="backbone", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
-                step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats, out_shapes=shapes,
-                backbone_params_m=sum(p.numel() for m in parts for p in m.parameters()) / 1e6,
+                step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats,
+                out_shapes=step.shapes, backbone_params_m=sum(p.numel() for m in parts for p in m.parameters()) / 1e6,
                 peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
+
+
+def compare_segmentation_backbones(variants=("ours", "mmseg-mae"), batch: int = 1, dtype: str = "fp32",
+                                   warmup: int = 1, repeats: int = 3, device: str = "cpu", seed: int = 0):
+    """:func:`segmentation_backbone_step` for several variants in one process, timed interleaved; each row's
+    ``speedup_vs_mmseg`` is mmseg's MAE step time over the row's (when ``mmseg-mae`` is among the variants)."""
+    from mae_backbone.benchmark import interleaved_times
+
+    steps = {v: _segmentation_backbone_step(v, batch, dtype if v != "mmseg-mae" else "fp32", device, seed)[1]
+             for v in variants}
+    times = interleaved_times(steps, warmup, repeats)
+    rows = [dict(variant=v, batch=batch, dtype=dtype if v != "mmseg-mae" else "fp32",
+                 step_s=statistics.median(t), min_s=t[0], max_s=t[-1], repeats=repeats) for v, t in times.items()]
+    ref = next((r for r in rows if r["variant"] == "mmseg-mae"), None)
+    for r in rows:
+        if ref:
+            r["speedup_vs_mmseg"] = ref["step_s"] / r["step_s"]
+    return rows
+
+
+DETECTION_BACKBONES = {  # variant -> (all_global, grad_checkpointing) of the ViTDet config's backbone
+    "vitdet": (False, False),
+    "vitdet-global": (True, False),
+    "vitdet-ckpt": (False, True),
+}
+
+
+def _build_vitdet_backbone(variant: str, dtype: str, device):
+    import downstream  # noqa: F401  registration
+    from mmdet.registry import MODELS
+
+    init_default_scope("mmdet")
+    bb = Config.fromfile(VARIANT_CONFIGS["vitdet"]).model.backbone
+    bb.init_cfg = None
+    all_global, bb.grad_checkpointing = DETECTION_BACKBONES[variant]
+    if all_global:
+        bb.window_size, bb.global_block_indexes = 0, ()
+    bb.autocast_dtype = {"fp32": None, "bf16": "bfloat16"}[dtype]
+    with torch.device(device):
+        return MODELS.build(bb).train()
+
+
+def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, batch: int = 1, dtype: str = "bf16",
+                        warmup: int = 1, repeats: int = 3, device: str = "cpu", seed: int = 0, memory: bool = True):
+    """The ViTDet config's MAE ViT-B backbone alone at ``size``², forward + backward, per variant (windowed as
+    configured, every block global, activation checkpointing): seconds (timed interleaved, median), model FLOPs
+    (counted on the meta device in fp32) and, with ``memory``, tensor memory (activations held for backward and
+    the fwd + bwd peak, :func:`mae_backbone.benchmark.tensor_memory`; that pass runs first and also warms up;
+    with ``repeats=0`` its time is the one timing, a cold first step). Ratios ``*_vs_global`` are to the
+    all-global variant when it is in ``variants``."""
+    from mae_backbone.benchmark import count_flops, interleaved_times, tensor_memory
+
+    torch.manual_seed(seed)
+    models = {v: _build_vitdet_backbone(v, dtype, device) for v in variants}
+    x = torch.randn(batch, 3, size, size, device=device)
+
+    def loss_of(model, inp):
+        return sum(o.float().mean() for o in model(inp))
+
+    def step_of(model):
+        def step():
+            model.zero_grad(set_to_none=True)
+            loss_of(model, x).backward()
+        return step
+
+    mem, first = {}, {}
+    for v, m in models.items():  # first: it also warms every model up
+        if memory:
+            m.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            mem[v] = tensor_memory(lambda: loss_of(m, x))
+            first[v] = [time.perf_counter() - t0]
+            m.zero_grad(set_to_none=True)
+    if repeats == 0 and memory:  # the memory pass is the one timing (the --quick setting)
+        times = first
+    else:
+        times = interleaved_times({v: step_of(m) for v, m in models.items()}, warmup, repeats)
+    rows = []
+    for v, m in models.items():
+        meta = _build_vitdet_backbone(v, "fp32", "meta")
+        xm = torch.empty(batch, 3, size, size, device="meta")
+        r = dict(variant=v, size=size, batch=batch, dtype=dtype, step_s=statistics.median(times[v]),
+                 min_s=times[v][0], max_s=times[v][-1], repeats=repeats,
+                 flops=count_flops(lambda: loss_of(meta, xm).backward()))
+        r.update(mem.get(v, {}))
+        rows.append(r)
+    glob = next((r for r in rows if r["variant"] == "vitdet-global"), None)
+    for r in rows:
+        if glob:
+            r["speedup_vs_global"] = glob["step_s"] / r["step_s"]
+            r["flop_ratio_vs_global"] = glob["flops"] / r["flops"]
+            if memory:
+                r["activation_vs_global"] = r["activation_mib"] / glob["activation_mib"]
+    return rows

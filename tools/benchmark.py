@@ -1,5 +1,7 @@
 """Benchmarks. Every figure is a median over repeats after warm-up, measured in one run.
 
+python tools/benchmark.py --quick      # every part, small settings (< ~5 min on 2 CPU cores): the ratio table
+python tools/benchmark.py suite --write docs/benchmarks.md   # every part, full settings, into the docs
 python tools/benchmark.py pretrain --arch mae_vit_base_patch16 --batch 8 --dtypes fp32 bf16
 python tools/benchmark.py asymmetric --arch mae_vit_large_patch16     # paper Table 2: w/ [M] vs MAE dec 8 / 1
 python tools/benchmark.py detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
@@ -18,7 +20,14 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p.add_argument("--quick", action="store_true", help="run the whole suite with small settings and print the "
+                   "ratio table (the same as `suite --quick`)")
+    sub = p.add_subparsers(dest="cmd")
+    suite = sub.add_parser("suite", help="every part of the benchmark (issue 6) in one run; prints the ratio table")
+    suite.add_argument("--quick", action="store_true", help="small settings (< ~5 min on 2 CPU cores)")
+    suite.add_argument("--write", metavar="MD", help="replace the suite section of this markdown file "
+                       "(between <!-- suite:begin --> and <!-- suite:end -->) with the results")
+    suite.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     pre = sub.add_parser("pretrain", help="MAE pretraining step throughput (fwd + bwd + AdamW)")
     pre.add_argument("--arch", default="mae_vit_base_patch16")
     pre.add_argument("--batch", type=int, default=8)
@@ -28,7 +37,7 @@ def main():
     pre.add_argument("--repeats", type=int, default=5)
     pre.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     pre.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
-    pre.add_argument("--impls", nargs="+", default=["ours"], choices=["ours", "hf"],
+    pre.add_argument("--impls", nargs="+", default=["ours"], choices=["ours", "hf", "mmpretrain"],
                      help="ours and/or HF transformers' ViTMAEForPreTraining of the same shape (SDPA), same run")
     pre.add_argument("--adamw", nargs="+", default=["fused"], choices=["fused", "unfused"],
                      help="fused: torch's fused AdamW kernel (the optimizer constructor's default); unfused: torch's "
@@ -67,6 +76,12 @@ def main():
     seg.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     seg.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
+    from downstream.peers import enable_mmpretrain_peer
+    enable_mmpretrain_peer()  # before anything imports mmdet (which imports mmpretrain when it can)
+    if args.quick or args.cmd == "suite":
+        return run_suite(args)
+    if args.cmd is None:
+        p.error("give a sub-command or --quick")
     if args.cmd == "detection":
         return detection(args)
     if args.cmd == "segmentation":
@@ -93,6 +108,21 @@ def main():
                 print(f"| {impl} | {r['arch']} | {r['batch']} | {dtype} | {adamw} | {r['step_s']:.3f} | "
                       f"{r['min_s']:.3f} - {r['max_s']:.3f} | {r['img_per_s']:.2f} | {peak / 1e12:.3f} |")
                 sys.stdout.flush()
+
+
+def run_suite(args):
+    import torch
+    from downstream.bench_suite import run_suite as run, to_markdown, write_section
+
+    quick = args.quick or getattr(args, "quick", False)
+    device = getattr(args, "device", "cuda" if torch.cuda.is_available() else "cpu")
+    command = "python tools/benchmark.py " + ("--quick" if quick else "suite")
+    result = run("quick" if quick else "full", device=device, log=lambda m: print(m, flush=True))
+    md = to_markdown(result, command)
+    print("\n" + md)
+    if getattr(args, "write", None):
+        write_section(args.write, md)
+        print(f"wrote the suite section of {args.write}")
 
 
 def asymmetric(args):

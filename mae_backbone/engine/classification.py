@@ -13,6 +13,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
 from ..checkpoint import load_checkpoint
+from ..compile import compile_module
 from ..models import create_classifier
 from ..partial import partial_finetune
 
@@ -32,6 +33,8 @@ class MAEClassifier(BaseModel):
         variant: ``blocks`` or ``mlp`` (the MLP of the last block only).
         mixup: timm ``Mixup`` arguments (mixup_alpha, cutmix_alpha, label_smoothing, ...) or None.
         label_smoothing: used when ``mixup`` is None.
+        compile: opt-in ``torch.compile`` of the classifier (True or ``torch.compile`` options), eager with a
+            warning if compilation fails (:func:`mae_backbone.compile.compile_module`).
         **model_kwargs: :class:`~mae_backbone.models.ViTClassifier` arguments (global_pool, linear_probe,
             img_size, drop_path_rate, ...).
     """
@@ -39,7 +42,7 @@ class MAEClassifier(BaseModel):
     def __init__(self, arch: str = "vit_base_patch16", num_classes: int = 1000, pretrained: Optional[str] = None,
                  finetune_blocks: Union[int, str] = "all", variant: str = "blocks", mixup: Optional[dict] = None,
                  label_smoothing: float = 0.0, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None, **model_kwargs):
+                 init_cfg: Optional[dict] = None, compile: Union[bool, dict] = False, **model_kwargs):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.arch, self.num_classes, self.model_kwargs = arch, num_classes, dict(model_kwargs)
         self.model = create_classifier(arch, num_classes, **model_kwargs)
@@ -49,6 +52,8 @@ class MAEClassifier(BaseModel):
                                                allowed_unexpected=unused)
         self.freeze_report = partial_finetune(self.model, finetune_blocks, variant)
         logger.info("%s", self.freeze_report)
+        if compile:
+            compile_module(self.model, **(compile if isinstance(compile, dict) else {}))
         if mixup and label_smoothing:
             raise ValueError("with mixup, set label smoothing inside it: mixup=dict(..., label_smoothing=0.1)")
         if mixup and not (mixup.get("mixup_alpha", 1.0) > 0 or mixup.get("cutmix_alpha", 0.0) > 0

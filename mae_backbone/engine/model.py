@@ -1,13 +1,14 @@
 """Registered mmengine model wrapping :class:`~mae_backbone.models.MaskedAutoencoder`."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from ..checkpoint import load_checkpoint
+from ..compile import compile_module
 from ..models import create_model
 
 
@@ -18,16 +19,22 @@ class MAEPretrainer(BaseModel):
     Args:
         arch: preset name, e.g. ``mae_vit_base_patch16``.
         pretrained: optional checkpoint (any supported layout) loaded strictly.
+        compile: opt-in ``torch.compile`` of the MAE (True or ``torch.compile`` options such as
+            ``dict(mode='max-autotune')``), eager with a warning if compilation fails
+            (:func:`mae_backbone.compile.compile_module`).
         **model_kwargs: preset overrides (``img_size``, ``norm_pix_loss``, ``mask_ratio``, ...).
     """
 
     def __init__(self, arch: str = "mae_vit_base_patch16", data_preprocessor: Optional[dict] = None,
-                 pretrained: Optional[str] = None, init_cfg: Optional[dict] = None, **model_kwargs):
+                 pretrained: Optional[str] = None, init_cfg: Optional[dict] = None,
+                 compile: Union[bool, dict] = False, **model_kwargs):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.arch, self.model_kwargs = arch, dict(model_kwargs)
         self.model = create_model(arch, **model_kwargs)
         if pretrained:
             load_checkpoint(self.model, pretrained, strict=True)
+        if compile:
+            compile_module(self.model, **(compile if isinstance(compile, dict) else {}))
 
     def model_spec(self) -> Dict:
         """Plain-data description (preset, overrides, pixel mean/std in 0-1 units) to rebuild the model."""

@@ -154,9 +154,9 @@ class MaskedAutoencoder(VisionTransformer):
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean squared error over removed patches only (over all patches if none is removed)."""
         loss = ((pred.float() - self.target(imgs).float()) ** 2).mean(dim=-1)
-        if mask.sum() == 0:
-            return loss.mean()
-        return (loss * mask).sum() / mask.sum()
+        # branch-free (no host sync on GPU, traceable by torch.compile and on the meta device)
+        weights = torch.where(mask.sum() > 0, mask, torch.ones_like(mask))
+        return (loss * weights).sum() / weights.sum()
 
     def forward(self, imgs: torch.Tensor, mask_ratio: Optional[float] = None,
                 noise: Optional[torch.Tensor] = None):
