@@ -9,7 +9,7 @@ REQS   := tools/install/requirements.txt tools/install/requirements-test.txt set
 WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all install clean-venv
+.PHONY: demo test test-all install bench clean-venv
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q tests --runslow $(PYTEST_ARGS)
+
+# Benchmark peers stay outside .venv (mmpretrain 1.2 breaks `import mmdet.models` next to transformers 5):
+# installed without dependencies into .bench-peers/, which only tools/benchmark.py puts on sys.path.
+bench: $(STAMP)
+	test -d .bench-peers/mmpretrain || $(PY) -m pip install -q --target .bench-peers --no-deps \
+		mmpretrain==1.2.0 einops mat4py modelindex model-index importlib_metadata zipp
+	$(PY) tools/benchmark.py --quick
 
 clean-venv:
 	rm -rf $(VENV)

@@ -34,7 +34,7 @@ def _autocast(dtype: str, device: str):
     return torch.autocast(device_type=device, dtype=DTYPES[dtype])
 
 
-IMPLS = ("ours", "hf", "mmpretrain")  # pretraining implementations the step benchmark can time
+IMPLS = ("ours", "ours-compiled", "hf", "mmpretrain")  # implementations the step benchmark can time
 
 
 def hf_twin(model: torch.nn.Module, mask_ratio: float = 0.75) -> torch.nn.Module:
@@ -60,7 +60,8 @@ def build_pretrain_step(arch: str = "mae_vit_base_patch16", batch: int = 8, dtyp
                         fused_adamw: bool = True, impl: str = "ours", **model_kwargs) -> Callable[[], None]:
     """One MAE training step (forward, backward, AdamW) on fixed random images, as a closure to time.
 
-    ``impl``: ``ours``, ``hf`` (HF ``ViTMAEForPreTraining`` of the same shape, :func:`hf_twin`) or ``mmpretrain``
+    ``impl``: ``ours``, ``ours-compiled`` (``torch.compile``, :func:`mae_backbone.compile.compile_module`),
+    ``hf`` (HF ``ViTMAEForPreTraining`` of the same shape, :func:`hf_twin`) or ``mmpretrain``
     (mmpretrain's MAE of the same shape, ``downstream.peers.mmpretrain_twin``). ``fused_adamw``: torch's fused
     AdamW kernel (our optimizer constructor's default) for every side; False: torch's default implementation for
     the device (a per-tensor loop on CPU). ``dtype`` ``bf16``: the step under bf16 autocast."""
@@ -68,7 +69,10 @@ def build_pretrain_step(arch: str = "mae_vit_base_patch16", batch: int = 8, dtyp
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     torch.manual_seed(seed)
     model = create_model(arch, img_size=img_size, norm_pix_loss=True, **model_kwargs)
-    if impl != "ours":
+    if impl == "ours-compiled":
+        from .compile import compile_module
+        compile_module(model, fallback=False)  # a benchmark must not silently time eager
+    elif impl != "ours":
         if model_kwargs.get("mask_token_in_encoder"):
             raise ValueError(f"the {impl} peer has no mask-token encoder")
         if impl == "hf":
@@ -226,7 +230,8 @@ def asymmetric_speedup(arch: str = "mae_vit_large_patch16", batch: int = 4, dtyp
 
 
 class _LiveTensorBytes(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the bytes of every tensor storage the ops under it allocate, until each storage is freed."""
+    """Counts the bytes of every tensor storage the ops under it allocate (outputs that share no storage with
+    the op's inputs), until each storage is freed."""
 
     def __init__(self):
         super().__init__()
@@ -239,10 +244,14 @@ class _LiveTensorBytes(torch.utils._python_dispatch.TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in torch.utils._pytree.tree_leaves((args, kwargs))
+                  if isinstance(t, torch.Tensor) and t.device.type != "meta"}
         for t in torch.utils._pytree.tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 st = t.untyped_storage()
-                if st not in self.seen:
+                # views and in-place results share an input's storage: not an allocation (a parameter's
+                # transpose must not count the parameter)
+                if st not in self.seen and st.data_ptr() not in inputs:
                     n = st.nbytes()
                     self.seen[st] = n
                     self.live += n

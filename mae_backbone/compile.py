@@ -45,7 +45,7 @@ def compile_module(module: nn.Module, mode: Optional[str] = None, backend: str =
             if not fallback:
                 raise
             warnings.warn(f"torch.compile failed for {type(module).__name__}, running eagerly instead "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:300]}). Fix: install a C++ compiler "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:300]}). Fix: install a C++ compiler "
                           "(CPU inductor) or Triton (GPU), or turn compile off.", RuntimeWarning)
             module.compiled = False
             return eager(*args, **kwargs)

@@ -11,18 +11,19 @@ TINY = dict(img_size=64, embed_dim=64, depth=4, num_heads=2, decoder_embed_dim=3
 
 def test_step_flops_are_the_model_flops_of_the_tokens_seen():
     """FLOPs of fwd + bwd, counted on the meta device: the mask-token encoder (all 16 patches + cls) costs
-    exactly MAE's (4 visible + cls) plus, per extra token, 6 FLOPs per encoder weight (2 forward + 4 backward
-    per multiply-add) and the attention's extra (query, key) pairs: 4 * D FLOPs per pair forward (QK^T and AV),
-    3x that with backward."""
+    exactly MAE's (4 visible + cls) plus, per extra token, 6 FLOPs per encoder and decoder-embedding weight
+    (2 forward + 4 backward per multiply-add) and the attention's extra (query, key) pairs: 4 * D FLOPs per pair
+    forward (QK^T and AV), 3x that with backward."""
     B, D, depth = 2, TINY["embed_dim"], TINY["depth"]
-    f_mae = pretrain_step_flops("mae_vit_base_patch16", B, 64, **TINY, decoder_depth=1)
-    f_bert = pretrain_step_flops("mae_vit_base_patch16", B, 64, **TINY, decoder_depth=1, mask_token_in_encoder=True)
+    f_mae = pretrain_step_flops("mae_vit_base_patch16", B, **TINY, decoder_depth=1)
+    f_bert = pretrain_step_flops("mae_vit_base_patch16", B, **TINY, decoder_depth=1, mask_token_in_encoder=True)
     blk = sum(p.numel() for n, p in create_model("mae_vit_base_patch16", **TINY).blocks.named_parameters()
               if p.ndim == 2)  # encoder matmul weights
     linear = 6 * B * (17 - 5) * blk
     attention = 3 * 4 * D * B * (17 ** 2 - 5 ** 2) * depth
-    assert f_bert - f_mae == linear + attention
-    assert f_mae == pretrain_step_flops("mae_vit_base_patch16", B, 64, **TINY, decoder_depth=1)  # no compute, no noise
+    decoder_embed = 6 * B * (17 - 5) * D * TINY["decoder_embed_dim"]  # MAE embeds only the visible tokens
+    assert f_bert - f_mae == linear + attention + decoder_embed
+    assert f_mae == pretrain_step_flops("mae_vit_base_patch16", B, **TINY, decoder_depth=1)  # no compute, no noise
 
 
 def test_tensor_memory_counts_what_the_step_allocates_and_holds():

@@ -37,7 +37,7 @@ def main():
     pre.add_argument("--repeats", type=int, default=5)
     pre.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     pre.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
-    pre.add_argument("--impls", nargs="+", default=["ours"], choices=["ours", "hf", "mmpretrain"],
+    pre.add_argument("--impls", nargs="+", default=["ours"], choices=["ours", "ours-compiled", "hf", "mmpretrain"],
                      help="ours and/or HF transformers' ViTMAEForPreTraining of the same shape (SDPA), same run")
     pre.add_argument("--adamw", nargs="+", default=["fused"], choices=["fused", "unfused"],
                      help="fused: torch's fused AdamW kernel (the optimizer constructor's default); unfused: torch's "
