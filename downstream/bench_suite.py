@@ -5,6 +5,7 @@ settings; ``--write docs/benchmarks.md`` replaces the suite section there). Spee
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -78,10 +79,12 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
         from downstream.peers import enable_mmpretrain_peer
         from mae_backbone.benchmark import compare_pretrain_steps, matmul_peak
 
-        available = [p for p in peers if p != "mmpretrain" or enable_mmpretrain_peer()]
+        installed = dict(hf=importlib.util.find_spec("transformers") is not None,
+                         mmpretrain=enable_mmpretrain_peer())
+        available = [p for p in peers if installed[p]]
         missing = [p for p in peers if p not in available]
         out.lines = ["| dtype | implementation | step (s) | min - max (s) | img/s | TFLOP/s | matmul peak (TFLOP/s) | "
-                     "utilisation | ours / this |", "|---|---|---|---|---|---|---|---|---|"]
+                     "utilisation | ours (eager) / this |", "|---|---|---|---|---|---|---|---|---|"]
         for dtype in ("fp32", "bf16"):
             log(f"pretraining step, ViT-B MAE, batch {s['pre_batch']}, {dtype}: {', '.join(['ours'] + available)}")
             peak = matmul_peak(dtype, device=device)
@@ -213,8 +216,10 @@ def write_section(path: str, md: str, begin: str = "<!-- suite:begin -->", end: 
     """Replace the text between the markers in ``path`` (appended with the markers when absent); atomic."""
     text = open(path).read() if osp.exists(path) else ""
     block = f"{begin}\n{md}{end}"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    start = text.find(begin)
+    stop = text.find(end, start + len(begin)) if start >= 0 else -1
+    if stop >= 0:
+        text = text[:start] + block + text[stop + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     tmp = path + ".tmp"

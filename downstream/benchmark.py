@@ -214,10 +214,11 @@ def compare_segmentation_backbones(variants=("ours", "mmseg-mae"), batch: int = 
     ``speedup_vs_mmseg`` is mmseg's MAE step time over the row's (when ``mmseg-mae`` is among the variants)."""
     from mae_backbone.benchmark import interleaved_times
 
-    steps = {v: _segmentation_backbone_step(v, batch, dtype if v != "mmseg-mae" else "fp32", device, seed)[1]
-             for v in variants}
+    if dtype != "fp32" and "mmseg-mae" in variants:
+        raise ValueError("mmseg's MAE backbone has no bf16 path here: compare in fp32, or leave mmseg-mae out")
+    steps = {v: _segmentation_backbone_step(v, batch, dtype, device, seed)[1] for v in variants}
     times = interleaved_times(steps, warmup, repeats)
-    rows = [dict(variant=v, batch=batch, dtype=dtype if v != "mmseg-mae" else "fp32",
+    rows = [dict(variant=v, batch=batch, dtype=dtype,
                  step_s=statistics.median(t), min_s=t[0], max_s=t[-1], repeats=repeats) for v, t in times.items()]
     ref = next((r for r in rows if r["variant"] == "mmseg-mae"), None)
     for r in rows:
@@ -254,9 +255,11 @@ def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, b
     configured, every block global, activation checkpointing): seconds (timed interleaved, median), model FLOPs
     (counted on the meta device in fp32) and, with ``memory``, tensor memory (activations held for backward and
     the fwd + bwd peak, :func:`mae_backbone.benchmark.tensor_memory`; that pass runs first and also warms up;
-    with ``repeats=0`` its time is the one timing, a cold first step). Ratios ``*_vs_global`` are to the
+    with ``repeats=0`` its time is the one timing: a cold first step under the byte-counting dispatch mode, which
+    the first variant pays the process's warm-up for, so it understates the windowed speedup slightly).
+    ``flops`` of the checkpointed variant include the recomputed forward. Ratios ``*_vs_global`` are to the
     all-global variant when it is in ``variants``."""
-    from mae_backbone.benchmark import count_flops, interleaved_times, tensor_memory
+    from mae_backbone.benchmark import _sync, count_flops, interleaved_times, tensor_memory
 
     torch.manual_seed(seed)
     models = {v: _build_vitdet_backbone(v, dtype, device) for v in variants}
@@ -275,8 +278,10 @@ def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, b
     for v, m in models.items():  # first: it also warms every model up
         if memory:
             m.zero_grad(set_to_none=True)
+            _sync()
             t0 = time.perf_counter()
             mem[v] = tensor_memory(lambda: loss_of(m, x))
+            _sync()
             first[v] = [time.perf_counter() - t0]
             m.zero_grad(set_to_none=True)
     if repeats == 0 and memory:  # the memory pass is the one timing (the --quick setting)

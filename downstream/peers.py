@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os.path as osp
 import sys
+import warnings
 
 import torch
 
@@ -25,7 +26,9 @@ def enable_mmpretrain_peer(peers_dir: str = PEERS_DIR) -> bool:
         sys.path.append(peers_dir)  # after the venv: never shadows an installed package
     try:
         import mmpretrain.utils.dependency as dependency
-    except ImportError:
+    except Exception as e:  # noqa: BLE001  not installed, or an mmcv / transformers version it rejects
+        if not isinstance(e, ImportError):
+            warnings.warn(f"the mmpretrain peer cannot be imported ({type(e).__name__}: {e}); it is skipped")
         return False
     dependency.WITH_MULTIMODAL = False
     return True

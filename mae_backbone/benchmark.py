@@ -14,16 +14,24 @@ from .models import create_model
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def _sync():
+    """Wait for queued GPU work, only where a CUDA context exists (a CPU run never creates one)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def median_time(fn: Callable[[], None], warmup: int = 2, repeats: int = 5) -> List[float]:
     """Run ``fn`` ``warmup`` times, then time ``repeats`` runs; returns the sorted times (s)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         times.append(time.perf_counter() - t0)
     return sorted(times)
 
@@ -130,16 +138,18 @@ def interleaved_times(steps: Dict[str, Callable[[], None]], warmup: int = 1, rep
     """Time several steps in rounds (each round runs every step once, the order rotating), so drift in the
     machine's speed (shared hosts, thermal) hits every side alike; returns each step's sorted times."""
     names = list(steps)
+    if repeats < 1 or not names:
+        raise ValueError(f"need >= 1 step and repeats >= 1, got {len(names)} steps, repeats={repeats}")
     for _ in range(warmup):
         for n in names:
             steps[n]()
     times = {n: [] for n in names}
     for r in range(repeats):
         for n in names[r % len(names):] + names[:r % len(names)]:
+            _sync()
             t0 = time.perf_counter()
             steps[n]()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            _sync()
             times[n].append(time.perf_counter() - t0)
     return {n: sorted(t) for n, t in times.items()}
 
@@ -181,7 +191,8 @@ def count_flops(fn: Callable[[], None]) -> int:
     """FLOPs of the matmuls, convolutions and attention ``fn`` runs (``torch.utils.flop_counter``).
 
     Run it on the meta device (no compute): SDPA then takes its math path, so attention counts as two batched
-    matmuls forward and four backward, the usual model-FLOP convention (no recomputation counted).
+    matmuls forward and four backward, the usual model-FLOP convention. What ``fn`` recomputes (activation
+    checkpointing) is counted: compare such a count with the same model's without checkpointing.
     Elementwise work is not counted: the result is the bound the step time is judged by."""
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -1,12 +1,18 @@
 """Opt-in ``torch.compile`` with a fallback to eager (issue 6 lever).
 
-``compile_module(model)`` compiles ``model.forward`` in place. The first call compiles; if compilation itself
-fails (no C++ compiler for inductor on CPU, no Triton for the GPU, an unsupported backend, a dynamo internal
-error), a warning names the cause and the fix and the module runs eagerly from then on: a training run never
-dies for an optimisation. Errors of the model itself (wrong shapes, ...) are raised as in eager mode.
+``compile_module(model)`` replaces ``model.forward`` with a :class:`CompiledForward`. The first call compiles
+(forward and, with ``force_non_lazy_backward_lowering``, the backward graph too, so a backward compilation
+failure surfaces in the same call); if compiling fails (no C++ compiler for inductor on CPU, no Triton for the
+GPU, an unknown backend, a dynamo internal error), a warning names the cause and the fix and the module runs
+eagerly from then on. Failures of a later recompilation (a new input shape, eval mode) fall back for that call
+only. Errors of the model itself (wrong shapes, ...) are raised as in eager mode.
+
+Copies stay correct: ``copy.deepcopy`` (mmengine's EMA hooks) and pickling give a module whose forward
+computes with the copy's own weights (the compiled function is rebuilt lazily for it).
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Optional
 
@@ -23,34 +29,61 @@ def _compile_errors():
     return tuple(getattr(mod, n) for mod, n in names if hasattr(mod, n))
 
 
+def _eager_backward_lowering():
+    """Compile the backward graph with the forward (AOTAutograd lowers it lazily, at the first backward)."""
+    try:
+        return torch._functorch.config.patch(force_non_lazy_backward_lowering=True)
+    except (AttributeError, KeyError):  # an older torch: backward failures then surface in loss.backward()
+        return contextlib.nullcontext()
+
+
+class CompiledForward:
+    """``module.forward`` under ``torch.compile``; see the module docstring. ``module.compiled``: None before
+    the first call, then True (compiled) or False (eager after the first compilation failed)."""
+
+    def __init__(self, module: nn.Module, fallback: bool, options: dict):
+        self.module, self.fallback, self.options = module, fallback, options
+        self._fn = None
+
+    def __getstate__(self):  # deepcopy / pickle: the copy compiles its own forward on first use
+        state = dict(self.__dict__)
+        state["_fn"] = None
+        return state
+
+    def eager(self, *args, **kwargs):
+        return type(self.module).forward(self.module, *args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        m = self.module
+        if m.compiled is False:
+            return self.eager(*args, **kwargs)
+        first = m.compiled is None
+        try:
+            if self._fn is None:
+                self._fn = torch.compile(self.eager, **self.options)
+            with _eager_backward_lowering() if first else contextlib.nullcontext():
+                out = self._fn(*args, **kwargs)
+        except _compile_errors() as e:
+            if not self.fallback:
+                raise
+            warnings.warn(f"torch.compile failed for {type(m).__name__}, running eagerly "
+                          f"{'from now on' if first else 'for this call'} "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:300]}). Fix: install a C++ compiler "
+                          "(CPU inductor) or Triton (GPU), or turn compile off.", RuntimeWarning)
+            if first:
+                m.compiled = False
+            return self.eager(*args, **kwargs)
+        m.compiled = True
+        return out
+
+
 def compile_module(module: nn.Module, mode: Optional[str] = None, backend: str = "inductor", fallback: bool = True,
                    **options) -> nn.Module:
     """Compile ``module.forward`` with ``torch.compile(mode=..., backend=..., **options)``; returns ``module``.
 
-    ``fallback``: on a compilation failure, warn and run eagerly (False: raise). ``module.compiled`` tells which
-    path is in use: ``None`` before the first call, then True (compiled) or False (eager after a failure)."""
-    if getattr(module, "compiled", None) is not None or "_eager_forward" in module.__dict__:
+    ``fallback``: on a compilation failure, warn and run eagerly (False: raise)."""
+    if isinstance(module.__dict__.get("forward"), CompiledForward):
         raise RuntimeError(f"{type(module).__name__} is already compiled")
-    eager = module.forward
-    compiled = torch.compile(eager, mode=mode, backend=backend, **options)
-    module._eager_forward = eager
     module.compiled = None
-
-    def forward(*args, **kwargs):
-        if module.compiled is False:
-            return eager(*args, **kwargs)
-        try:
-            out = compiled(*args, **kwargs)
-        except _compile_errors() as e:
-            if not fallback:
-                raise
-            warnings.warn(f"torch.compile failed for {type(module).__name__}, running eagerly instead "
-                          f"({type(e).__name__}: {' '.join(str(e).split())[:300]}). Fix: install a C++ compiler "
-                          "(CPU inductor) or Triton (GPU), or turn compile off.", RuntimeWarning)
-            module.compiled = False
-            return eager(*args, **kwargs)
-        module.compiled = True
-        return out
-
-    module.forward = forward
+    module.forward = CompiledForward(module, fallback, dict(options, mode=mode, backend=backend))
     return module

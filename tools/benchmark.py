@@ -20,8 +20,8 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="run the whole suite with small settings and print the "
-                   "ratio table (the same as `suite --quick`)")
+    p.add_argument("--quick", dest="quick_all", action="store_true", help="run the whole suite with small settings "
+                   "and print the ratio table (the same as `suite --quick`)")
     sub = p.add_subparsers(dest="cmd")
     suite = sub.add_parser("suite", help="every part of the benchmark (issue 6) in one run; prints the ratio table")
     suite.add_argument("--quick", action="store_true", help="small settings (< ~5 min on 2 CPU cores)")
@@ -78,7 +78,9 @@ def main():
     args = p.parse_args()
     from downstream.peers import enable_mmpretrain_peer
     enable_mmpretrain_peer()  # before anything imports mmdet (which imports mmpretrain when it can)
-    if args.quick or args.cmd == "suite":
+    if args.quick_all and args.cmd not in (None, "suite"):
+        p.error(f"--quick runs the whole suite; it cannot be combined with `{args.cmd}`")
+    if args.quick_all or args.cmd == "suite":
         return run_suite(args)
     if args.cmd is None:
         p.error("give a sub-command or --quick")
@@ -114,7 +116,7 @@ def run_suite(args):
     import torch
     from downstream.bench_suite import run_suite as run, to_markdown, write_section
 
-    quick = args.quick or getattr(args, "quick", False)
+    quick = args.quick_all or getattr(args, "quick", False)
     device = getattr(args, "device", "cuda" if torch.cuda.is_available() else "cpu")
     command = "python tools/benchmark.py " + ("--quick" if quick else "suite")
     result = run("quick" if quick else "full", device=device, log=lambda m: print(m, flush=True))

@@ -17,8 +17,10 @@ def parse_args():
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from CKPT, or from the latest checkpoint in the work dir if no path is given")
     p.add_argument("--amp", choices=["bf16", "fp16", "off"], help="override the config's mixed precision")
-    p.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
+    p.add_argument("--compile", action="store_true",
                    help="opt-in torch.compile of our MAE / classifier model (falls back to eager with a warning)")
+    p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"], default="default",
+                   help="torch.compile mode for --compile")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=None,
@@ -40,9 +42,9 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     if args.compile:
         if cfg.model.get("type") not in ("MAEPretrainer", "MAEClassifier"):
-            raise SystemExit(f"--compile applies to MAEPretrainer / MAEClassifier configs, not {cfg.model.get('type')}; "
-                             "for mmdet / mmseg models set mmengine's `compile = True` in the config instead")
-        cfg.model.compile = True if args.compile == "default" else dict(mode=args.compile)
+            raise SystemExit(f"--compile applies to MAEPretrainer / MAEClassifier configs (pretraining, classification), "
+                             f"not {cfg.model.get('type')}: drop --compile for detection / segmentation configs")
+        cfg.model.compile = True if args.compile_mode == "default" else dict(mode=args.compile_mode)
     if args.amp:
         from mae_backbone.engine.launch import set_amp
         set_amp(cfg, args.amp)
