@@ -2,7 +2,7 @@
 
 python tools/benchmark.py --quick      # every part, small settings (< ~5 min on 2 CPU cores): the ratio table
 python tools/benchmark.py suite --write docs/benchmarks.md   # every part, full settings, into the docs
-python tools/benchmark.py pretrain --arch mae_vit_base_patch16 --batch 8 --dtypes fp32 bf16
+python tools/benchmark.py pretrain --impls ours ours-compiled hf mmpretrain --dtypes fp32 bf16   # ViT-B, batch 8
 python tools/benchmark.py asymmetric --arch mae_vit_large_patch16     # paper Table 2: w/ [M] vs MAE dec 8 / 1
 python tools/benchmark.py detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
 python tools/benchmark.py segmentation      # UperNet ViT-B 512x512: ours vs mmseg's own MAE backbone
@@ -38,7 +38,8 @@ def main():
     pre.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     pre.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     pre.add_argument("--impls", nargs="+", default=["ours"], choices=["ours", "ours-compiled", "hf", "mmpretrain"],
-                     help="ours and/or HF transformers' ViTMAEForPreTraining of the same shape (SDPA), same run")
+                     help="ours, ours under torch.compile, HF transformers' ViTMAEForPreTraining and mmpretrain's MAE of "
+                     "the same shape, interleaved in one run")
     pre.add_argument("--adamw", nargs="+", default=["fused"], choices=["fused", "unfused"],
                      help="fused: torch's fused AdamW kernel (the optimizer constructor's default); unfused: torch's "
                           "default for the device; both: the lever measured in one run")
@@ -92,24 +93,27 @@ def main():
         return asymmetric(args)
 
     import torch
-    from mae_backbone.benchmark import matmul_peak, pretrain_step_throughput
+    from mae_backbone.benchmark import compare_pretrain_steps, matmul_peak
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {args.device}")
-    print("| implementation | model | batch | dtype | AdamW | step (s) | min - max (s) | img/s | matmul peak (TFLOP/s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"device {args.device}; implementations timed interleaved, median of {args.repeats} after {args.warmup} "
+          "warm-up")
+    print("| implementation | model | batch | dtype | AdamW | step (s) | min - max (s) | img/s | TFLOP/s | "
+          "matmul peak (TFLOP/s) | utilisation |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dtype in args.dtypes:
         peak = matmul_peak(dtype, device=args.device)
         for adamw in args.adamw:
-            for impl in args.impls:
-                r = pretrain_step_throughput(args.arch, args.batch, dtype, args.img_size, warmup=args.warmup,
-                                             repeats=args.repeats, device=args.device, fused_adamw=adamw == "fused",
-                                             impl=impl)
-                print(f"| {impl} | {r['arch']} | {r['batch']} | {dtype} | {adamw} | {r['step_s']:.3f} | "
-                      f"{r['min_s']:.3f} - {r['max_s']:.3f} | {r['img_per_s']:.2f} | {peak / 1e12:.3f} |")
-                sys.stdout.flush()
+            rows = compare_pretrain_steps(args.impls, args.arch, args.batch, dtype, args.img_size, warmup=args.warmup,
+                                          repeats=args.repeats, device=args.device, fused_adamw=adamw == "fused",
+                                          peak=peak)
+            for r in rows:
+                print(f"| {r['impl']} | {r['arch']} | {r['batch']} | {dtype} | {adamw} | {r['step_s']:.3f} | "
+                      f"{r['min_s']:.3f} - {r['max_s']:.3f} | {r['img_per_s']:.2f} | {r['tflop_per_s']:.3f} | "
+                      f"{peak / 1e12:.3f} | {r['utilisation']:.0%} |")
+            sys.stdout.flush()
 
 
 def run_suite(args):
