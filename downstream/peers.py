@@ -51,6 +51,9 @@ def mmpretrain_twin(model: torch.nn.Module, mask_ratio: float = 0.75) -> torch.n
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
 
+    if model.in_chans != 3:
+        raise ValueError(f"mmpretrain's MAEPretrainHead patchifies 3-channel images only; this model has "
+                         f"{model.in_chans} channels: compare with the hf peer instead")
     MODELS = import_mmpretrain_models()
     init_default_scope("mmpretrain")
     blk, dec = model.blocks[0], model.decoder_blocks[0]
@@ -58,6 +61,7 @@ def mmpretrain_twin(model: torch.nn.Module, mask_ratio: float = 0.75) -> torch.n
     cfg = dict(
         type="MAE",
         backbone=dict(type="MAEViT", img_size=model.img_size[0], patch_size=model.patch_size, mask_ratio=mask_ratio,
+                      patch_cfg=dict(in_channels=model.in_chans),
                       arch=dict(embed_dims=d, num_layers=len(model.blocks), num_heads=blk.attn.num_heads,
                                 feedforward_channels=blk.mlp.fc1.out_features)),
         neck=dict(type="MAEPretrainDecoder", num_patches=model.grid[0] * model.grid[1], patch_size=model.patch_size,

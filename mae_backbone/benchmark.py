@@ -77,6 +77,7 @@ def build_pretrain_step(arch: str = "mae_vit_base_patch16", batch: int = 8, dtyp
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     torch.manual_seed(seed)
     model = create_model(arch, img_size=img_size, norm_pix_loss=True, **model_kwargs)
+    chans = model.in_chans  # the peers are built with our channel count
     if impl == "ours-compiled":
         from .compile import compile_module
         compile_module(model, fallback=False)  # a benchmark must not silently time eager
@@ -91,7 +92,7 @@ def build_pretrain_step(arch: str = "mae_vit_base_patch16", batch: int = 8, dtyp
     model = model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95),
                             weight_decay=0.05, **({"fused": True} if fused_adamw else {}))
-    imgs = torch.randn(batch, 3, img_size, img_size, device=device)
+    imgs = torch.randn(batch, chans, img_size, img_size, device=device)
 
     def step():
         with _autocast(dtype, device):
