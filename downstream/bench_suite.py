@@ -167,6 +167,7 @@ def run_suite(mode: str = "quick", device: str = "cpu", log: Callable[[str], Non
     t0 = time.perf_counter()
     results = []
     for part in parts:
+        t_part = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             path = osp.join(tmp, "part.json")
             cmd = [sys.executable, "-m", "downstream.bench_suite", part, mode, device, path]
@@ -183,6 +184,7 @@ def run_suite(mode: str = "quick", device: str = "cpu", log: Callable[[str], Non
                 raise RuntimeError(f"benchmark part {part!r} failed (exit {proc.returncode}):\n" + "\n".join(tail))
             with open(path) as f:
                 results.append(json.load(f))
+        log(f"  ({part}: {time.perf_counter() - t_part:.0f} s)")
     return dict(mode=mode, targets=[t for r in results for t in r["targets"]],
                 sections={r["part"]: r["table"] for r in results},
                 missing_peers=sorted({p for r in results for p in r["missing_peers"]}),
