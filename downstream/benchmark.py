@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import os.path as osp
 import resource
-import statistics
 import tempfile
 import time
 from typing import Dict
@@ -22,7 +21,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mae_backbone.benchmark import median_time
+from mae_backbone.benchmark import median_time, time_stats
 
 VARIANT_CONFIGS = {
     "fpn": "configs/mask_rcnn/mask-rcnn_mae-vit-b-fpn_16xb4-lsj-100e_coco.py",
@@ -84,7 +83,7 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
     times = median_time(step, warmup, repeats)
     out = dict(variant=variant, all_global=all_global, grad_checkpointing=grad_checkpointing, dtype=dtype,
                batch=batch, input=tuple(model.data_preprocessor(data, True)["inputs"].shape[-2:]),
-               step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats,
+               **time_stats(times),
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                backbone_params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6)
     if device == "cuda":
@@ -165,7 +164,7 @@ def segmentation_iteration(variant: str = "ours", batch: int = 2, dtype: str = "
 
     times = median_time(step, warmup, repeats)
     return dict(variant=variant, part="iteration", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
-                step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats,
+                **time_stats(times),
                 backbone_params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6,
                 peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
 
@@ -203,7 +202,7 @@ def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str
     rss_built = _rss_mib()
     times = median_time(step, warmup, repeats)
     return dict(variant=variant, part="backbone", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
-                step_s=statistics.median(times), min_s=times[0], max_s=times[-1], repeats=repeats,
+                **time_stats(times),
                 out_shapes=step.shapes, backbone_params_m=sum(p.numel() for m in parts for p in m.parameters()) / 1e6,
                 peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
 
@@ -219,7 +218,7 @@ def compare_segmentation_backbones(variants=("ours", "mmseg-mae"), batch: int = 
     steps = {v: _segmentation_backbone_step(v, batch, dtype, device, seed)[1] for v in variants}
     times = interleaved_times(steps, warmup, repeats)
     rows = [dict(variant=v, batch=batch, dtype=dtype,
-                 step_s=statistics.median(t), min_s=t[0], max_s=t[-1], repeats=repeats) for v, t in times.items()]
+                 **time_stats(t)) for v, t in times.items()]
     ref = next((r for r in rows if r["variant"] == "mmseg-mae"), None)
     for r in rows:
         if ref:
@@ -292,9 +291,9 @@ def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, b
     for v, m in models.items():
         meta = _build_vitdet_backbone(v, "fp32", "meta")
         xm = torch.empty(batch, 3, size, size, device="meta")
-        r = dict(variant=v, size=size, batch=batch, dtype=dtype, step_s=statistics.median(times[v]),
-                 min_s=times[v][0], max_s=times[v][-1], repeats=repeats,
+        r = dict(variant=v, size=size, batch=batch, dtype=dtype, **time_stats(times[v]),
                  flops=count_flops(lambda: loss_of(meta, xm).backward()))
+        r["repeats"] = repeats  # 0: the one timing is the memory pass
         r.update(mem.get(v, {}))
         rows.append(r)
     glob = next((r for r in rows if r["variant"] == "vitdet-global"), None)

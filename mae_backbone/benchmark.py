@@ -22,18 +22,12 @@ def _sync():
 
 def median_time(fn: Callable[[], None], warmup: int = 2, repeats: int = 5) -> List[float]:
     """Run ``fn`` ``warmup`` times, then time ``repeats`` runs; returns the sorted times (s)."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync()
-        t0 = time.perf_counter()
-        fn()
-        _sync()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)
+    return interleaved_times({"fn": fn}, warmup, repeats)["fn"]
+
+
+def time_stats(times: List[float]) -> Dict:
+    """The fields every timing row carries: median (``step_s``), fastest, slowest, number of timings."""
+    return dict(step_s=statistics.median(times), min_s=min(times), max_s=max(times), repeats=len(times))
 
 
 def _autocast(dtype: str, device: str):
@@ -130,9 +124,9 @@ def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8,
 
 
 def _throughput_row(times: List[float], **fields) -> Dict:
-    med = statistics.median(times)
-    return dict(fields, step_s=med, img_per_s=fields["batch"] / med, min_s=min(times), max_s=max(times),
-                repeats=len(times))
+    row = dict(fields, **time_stats(times))
+    row["img_per_s"] = fields["batch"] / row["step_s"]
+    return row
 
 
 def interleaved_times(steps: Dict[str, Callable[[], None]], warmup: int = 1, repeats: int = 5) -> Dict[str, List[float]]:

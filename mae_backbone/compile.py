@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -86,4 +86,12 @@ def compile_module(module: nn.Module, mode: Optional[str] = None, backend: str =
         raise RuntimeError(f"{type(module).__name__} is already compiled")
     module.compiled = None
     module.forward = CompiledForward(module, fallback, dict(options, mode=mode, backend=backend))
+    return module
+
+
+def maybe_compile(module: nn.Module, compile: Union[bool, dict, None]) -> nn.Module:
+    """A model's ``compile`` argument: False / None leaves ``module`` eager, True compiles it with the defaults,
+    a dict passes ``torch.compile`` options (``mode``, ``backend``, ...) to :func:`compile_module`."""
+    if compile:
+        compile_module(module, **(compile if isinstance(compile, dict) else {}))
     return module

@@ -13,7 +13,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
 from ..checkpoint import load_checkpoint
-from ..compile import compile_module
+from ..compile import maybe_compile
 from ..models import create_classifier
 from ..partial import partial_finetune
 
@@ -52,8 +52,7 @@ class MAEClassifier(BaseModel):
                                                allowed_unexpected=unused)
         self.freeze_report = partial_finetune(self.model, finetune_blocks, variant)
         logger.info("%s", self.freeze_report)
-        if compile:
-            compile_module(self.model, **(compile if isinstance(compile, dict) else {}))
+        maybe_compile(self.model, compile)
         if mixup and label_smoothing:
             raise ValueError("with mixup, set label smoothing inside it: mixup=dict(..., label_smoothing=0.1)")
         if mixup and not (mixup.get("mixup_alpha", 1.0) > 0 or mixup.get("cutmix_alpha", 0.0) > 0

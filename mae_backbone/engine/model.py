@@ -8,7 +8,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from ..checkpoint import load_checkpoint
-from ..compile import compile_module
+from ..compile import maybe_compile
 from ..models import create_model
 
 
@@ -33,8 +33,7 @@ class MAEPretrainer(BaseModel):
         self.model = create_model(arch, **model_kwargs)
         if pretrained:
             load_checkpoint(self.model, pretrained, strict=True)
-        if compile:
-            compile_module(self.model, **(compile if isinstance(compile, dict) else {}))
+        maybe_compile(self.model, compile)
 
     def model_spec(self) -> Dict:
         """Plain-data description (preset, overrides, pixel mean/std in 0-1 units) to rebuild the model."""
