@@ -23,6 +23,7 @@ from mae_backbone.checkpoint import LoadReport, load_checkpoint
 from mae_backbone.models.factory import ENCODER_SHAPES
 from mae_backbone.models.pyramid import RescalePyramid
 from mae_backbone.models.vit import VisionTransformer
+from mae_backbone.precision import autocast
 
 ARCHS = {"tiny": "tiny_patch16", "small": "small_patch16", "base": "base_patch16",
          "large": "large_patch16", "huge": "huge_patch14"}
@@ -37,11 +38,12 @@ def check_autocast_dtype(dtype: Optional[str]) -> Optional[str]:
     return dtype
 
 
-def autocast_context(dtype: Optional[str], device_type: str):
-    """``torch.autocast`` for a module's own forward (``dtype`` None: a no-op context)."""
+def autocast_context(dtype: Optional[str], device: torch.device):
+    """``torch.autocast`` for a module's own forward, as :func:`mae_backbone.precision.autocast` resolves ``dtype``
+    on ``device`` (fp32 where the device has no native bf16; ``dtype`` None: a no-op context)."""
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
+    return autocast(dtype, device)
 
 
 def _arch_shape(arch: Union[str, Dict]) -> Dict:
@@ -105,7 +107,8 @@ class MAEViT(VisionTransformer):
             (ViTDet) otherwise.
         autocast_dtype: ``'bfloat16'`` runs this backbone (and its pyramid) under autocast and returns
             float32 maps: mixed precision where the FLOPs are, while mmcv's detection ops (RoIAlign,
-            NMS), which have no bfloat16 kernels, stay in float32. ``tools/train.py --amp bf16`` sets it.
+            NMS), which have no bfloat16 kernels, stay in float32. ``tools/train.py --amp bf16`` sets it. Where
+            the device has no native bf16 it runs fp32 (:func:`mae_backbone.precision.resolve_precision`).
         use_rel_pos_bias: BEiT's relative position bias in every block (the MAE paper's ADE20K setting),
             zero-initialised; default off, on when mmseg's MAE / BEiT arguments (``init_values``) are
             given, since mmseg's ``MAE`` backbone always has it.
@@ -216,7 +219,7 @@ class MAEViT(VisionTransformer):
             raise ValueError(f"MAEViT got a {h}x{w} batch, not a multiple of the patch size {self.patch_size}: "
                              f"pad in the data preprocessor (pad_size_divisor = a multiple of {self.patch_size}, "
                              f"e.g. {self.patch_size * 2}) or resize the images")
-        with autocast_context(self.autocast_dtype, x.device.type):
+        with autocast_context(self.autocast_dtype, x.device):
             maps = self.forward_intermediates(x, list(self.out_indices), norm=self.final_norm)
             if self.pyramid is not None:
                 maps = self.pyramid(maps)

@@ -79,6 +79,7 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
     if part == "pretrain":  # 1 + 3: ours vs peers, utilisation against the matmul peak measured in the same run
         from downstream.peers import enable_mmpretrain_peer
         from mae_backbone.benchmark import compare_pretrain_steps, matmul_peak
+        from mae_backbone.precision import resolve_precision
 
         installed = dict(hf=importlib.util.find_spec("transformers") is not None,
                          mmpretrain=enable_mmpretrain_peer())
@@ -87,6 +88,11 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
         out.lines = ["| dtype | implementation | step (s) | min - max (s) | img/s | TFLOP/s | matmul peak (TFLOP/s) | "
                      "utilisation | ours (eager) / this |", "|---|---|---|---|---|---|---|---|---|"]
         for dtype in ("fp32", "bf16"):
+            prec = resolve_precision(dtype, device, loss_scaling=False)
+            if prec.name != dtype:  # emulated bf16 would time torch's emulation, and fp32 is measured already
+                log(f"pretraining step, {dtype}: skipped: {prec.reason}")
+                out.lines.append(f"| {dtype} | skipped: {prec.reason} | | | | | | | |")
+                continue
             log(f"pretraining step, ViT-B MAE, batch {s['pre_batch']}, {dtype}: {', '.join(['ours'] + available)}")
             peak = matmul_peak(dtype, device=device)
             ours_impls = ["ours", "ours-compiled"] if s["pre_compile"] else ["ours"]

@@ -21,7 +21,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mae_backbone.benchmark import median_time, time_stats
+from mae_backbone.benchmark import median_time, ran_precision, time_stats
 
 VARIANT_CONFIGS = {
     "fpn": "configs/mask_rcnn/mask-rcnn_mae-vit-b-fpn_16xb4-lsj-100e_coco.py",
@@ -81,7 +81,8 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
         model.train_step(data, wrapper)
 
     times = median_time(step, warmup, repeats)
-    out = dict(variant=variant, all_global=all_global, grad_checkpointing=grad_checkpointing, dtype=dtype,
+    out = dict(variant=variant, all_global=all_global, grad_checkpointing=grad_checkpointing,
+               dtype=ran_precision(dtype, device),
                batch=batch, input=tuple(model.data_preprocessor(data, True)["inputs"].shape[-2:]),
                **time_stats(times),
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
@@ -163,7 +164,8 @@ def segmentation_iteration(variant: str = "ours", batch: int = 2, dtype: str = "
         model.train_step(data, wrapper)
 
     times = median_time(step, warmup, repeats)
-    return dict(variant=variant, part="iteration", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
+    return dict(variant=variant, part="iteration", backbone=cfg.model.backbone.type,
+                dtype=ran_precision(dtype, device), batch=batch,
                 **time_stats(times),
                 backbone_params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6,
                 peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
@@ -201,7 +203,8 @@ def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str
     cfg, step, parts = _segmentation_backbone_step(variant, batch, dtype, device, seed)
     rss_built = _rss_mib()
     times = median_time(step, warmup, repeats)
-    return dict(variant=variant, part="backbone", backbone=cfg.model.backbone.type, dtype=dtype, batch=batch,
+    return dict(variant=variant, part="backbone", backbone=cfg.model.backbone.type,
+                dtype=ran_precision(dtype, device), batch=batch,
                 **time_stats(times),
                 out_shapes=step.shapes, backbone_params_m=sum(p.numel() for m in parts for p in m.parameters()) / 1e6,
                 peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
@@ -217,7 +220,7 @@ def compare_segmentation_backbones(variants=("ours", "mmseg-mae"), batch: int = 
         raise ValueError("mmseg's MAE backbone has no bf16 path here: compare in fp32, or leave mmseg-mae out")
     steps = {v: _segmentation_backbone_step(v, batch, dtype, device, seed)[1] for v in variants}
     times = interleaved_times(steps, warmup, repeats)
-    rows = [dict(variant=v, batch=batch, dtype=dtype,
+    rows = [dict(variant=v, batch=batch, dtype=ran_precision(dtype, device),
                  **time_stats(t)) for v, t in times.items()]
     ref = next((r for r in rows if r["variant"] == "mmseg-mae"), None)
     for r in rows:
@@ -291,7 +294,7 @@ def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, b
     for v, m in models.items():
         meta = _build_vitdet_backbone(v, "fp32", "meta")
         xm = torch.empty(batch, 3, size, size, device="meta")
-        r = dict(variant=v, size=size, batch=batch, dtype=dtype, **time_stats(times[v]),
+        r = dict(variant=v, size=size, batch=batch, dtype=ran_precision(dtype, device), **time_stats(times[v]),
                  flops=count_flops(lambda: loss_of(meta, xm).backward()))
         r["repeats"] = repeats  # 0: the one timing is the memory pass
         r.update(mem.get(v, {}))

@@ -25,6 +25,6 @@ class ViTDetSimplePyramid(SimpleFeaturePyramid):
 
     def forward(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         x = feats[-1] if not isinstance(feats, torch.Tensor) else feats
-        with autocast_context(self.autocast_dtype, x.device.type):
+        with autocast_context(self.autocast_dtype, x.device):
             outs = super().forward(feats)
         return tuple(o.float() for o in outs)

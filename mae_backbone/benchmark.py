@@ -1,7 +1,6 @@
 """Timing helpers: MAE pretraining step throughput and dense-matmul peak, medians over repeats."""
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 import weakref
@@ -10,6 +9,7 @@ from typing import Callable, Dict, List
 import torch
 
 from .models import create_model
+from .precision import resolve_precision
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -30,10 +30,14 @@ def time_stats(times: List[float]) -> Dict:
     return dict(step_s=statistics.median(times), min_s=min(times), max_s=max(times), repeats=len(times))
 
 
+def ran_precision(dtype: str, device: str) -> str:
+    """What a ``dtype`` step runs on ``device`` (:func:`mae_backbone.precision.resolve_precision`: ``fp32`` for bf16
+    where the device has no native bf16); rows report it, so an emulated or replaced precision never reads as bf16."""
+    return resolve_precision(dtype, device, loss_scaling=False).name
+
+
 def _autocast(dtype: str, device: str):
-    if DTYPES[dtype] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device, dtype=DTYPES[dtype])
+    return resolve_precision(dtype, device, loss_scaling=False).autocast()
 
 
 IMPLS = ("ours", "ours-compiled", "hf", "mmpretrain")  # implementations the step benchmark can time
@@ -115,8 +119,8 @@ def pretrain_step_throughput(arch: str = "mae_vit_base_patch16", batch: int = 8,
     step = build_pretrain_step(arch, batch, dtype, img_size, mask_ratio, device, seed, fused_adamw, impl,
                                **model_kwargs)
     times = median_time(step, warmup, repeats)
-    out = _throughput_row(times, arch=arch, impl=impl, batch=batch, dtype=dtype, img_size=img_size,
-                          mask_ratio=mask_ratio, fused_adamw=fused_adamw)
+    out = _throughput_row(times, arch=arch, impl=impl, batch=batch, dtype=ran_precision(dtype, device),
+                          img_size=img_size, mask_ratio=mask_ratio, fused_adamw=fused_adamw)
     if flops:
         out["flops"] = pretrain_step_flops(arch, batch, img_size, mask_ratio, **model_kwargs)
         out["tflop_per_s"] = out["flops"] / out["step_s"] / 1e12
@@ -160,8 +164,9 @@ def compare_pretrain_steps(impls=IMPLS, arch: str = "mae_vit_base_patch16", batc
              for i in impls}
     flops = pretrain_step_flops(arch, batch, img_size, mask_ratio)
     times = interleaved_times(steps, warmup, repeats)
-    rows = [_throughput_row(times[i], arch=arch, impl=i, batch=batch, dtype=dtype, img_size=img_size,
-                            mask_ratio=mask_ratio, fused_adamw=fused_adamw, flops=flops) for i in impls]
+    rows = [_throughput_row(times[i], arch=arch, impl=i, batch=batch, dtype=ran_precision(dtype, device),
+                            img_size=img_size, mask_ratio=mask_ratio, fused_adamw=fused_adamw, flops=flops)
+            for i in impls]
     ours = next((r for r in rows if r["impl"] == "ours"), None)
     for r in rows:
         r["tflop_per_s"] = flops / r["step_s"] / 1e12
@@ -175,7 +180,7 @@ def compare_pretrain_steps(impls=IMPLS, arch: str = "mae_vit_base_patch16", batc
 def matmul_peak(dtype: str = "fp32", n: int = 2048, device: str = "cpu", repeats: int = 7) -> float:
     """Dense matmul FLOP/s for n x n operands: the machine's practical peak for ``dtype``. The fastest of
     ``repeats`` timings (a peak, so the best run, not the median: a slow repeat on a shared host is noise)."""
-    t = DTYPES[dtype] or torch.float32
+    t = DTYPES[ran_precision(dtype, device)] or torch.float32
     a, b = torch.randn(n, n, device=device, dtype=t), torch.randn(n, n, device=device, dtype=t)
     reps = 4
     times = median_time(lambda: [a @ b for _ in range(reps)], warmup=1, repeats=repeats)

@@ -29,3 +29,15 @@ def photo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("photos")
     export_sample_photos(str(out), names=["astronaut", "chelsea", "coffee", "rocket", "camera", "china"])
     return out
+
+
+@pytest.fixture
+def cpu_bf16(monkeypatch):
+    """Simulate a CPU with (``cpu_bf16(True)``) or without (``cpu_bf16(False)``) native bf16, whatever this machine
+    has: no test depends on the CPU it runs on. Clears the once-per-process precision warnings."""
+    from mae_backbone import precision
+
+    def set_native(native: bool):
+        monkeypatch.setattr(precision, "cpu_native_bf16", lambda: native)
+        monkeypatch.setattr(precision, "_WARNED", set())
+    return set_native

@@ -16,7 +16,9 @@ def parse_args():
     p.add_argument("--work-dir", help="default: work_dirs/<config name>")
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from CKPT, or from the latest checkpoint in the work dir if no path is given")
-    p.add_argument("--amp", choices=["bf16", "fp16", "off"], help="override the config's mixed precision")
+    p.add_argument("--amp", choices=["bf16", "fp16", "off"],
+                   help="override the config's mixed precision; bf16 runs as the device allows: fp16 with loss scaling "
+                        "on GPUs older than Ampere, fp32 on CPUs without native bf16 (with a warning)")
     p.add_argument("--compile", action="store_true",
                    help="opt-in torch.compile of our MAE / classifier model (falls back to eager with a warning)")
     p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"], default="default",
@@ -45,12 +47,9 @@ def main():
             raise SystemExit(f"--compile applies to MAEPretrainer / MAEClassifier configs (pretraining, classification), "
                              f"not {cfg.model.get('type')}: drop --compile for detection / segmentation configs")
         cfg.model.compile = True if args.compile_mode == "default" else dict(mode=args.compile_mode)
-    if args.amp:
-        from mae_backbone.engine.launch import set_amp
-        set_amp(cfg, args.amp)
     from mae_backbone.engine import build_runner, shutdown_distributed
     try:
-        build_runner(cfg, args.launcher).train()
+        build_runner(cfg, args.launcher, amp=args.amp).train()
     finally:
         shutdown_distributed()
 

@@ -1,8 +1,10 @@
 """mmengine glue: importing this package registers models, datasets, hooks and the optimizer
 constructor, and allow-lists mmengine's checkpoint classes for ``weights_only`` loading."""
-from . import classification, datasets, hooks, model, optim, serialization  # noqa: F401  (registration)
+from . import amp, classification, datasets, fsdp, hooks, model, optim, serialization  # noqa: F401  (registration)
+from .amp import set_amp
 from .launch import build_runner, init_distributed, scale_lr, shutdown_distributed
 from .classification import MAEClassifier, TopKAccuracy
 from .model import MAEPretrainer
 
-__all__ = ["MAEClassifier", "MAEPretrainer", "TopKAccuracy", "build_runner", "init_distributed", "scale_lr", "shutdown_distributed"]
+__all__ = ["MAEClassifier", "MAEPretrainer", "TopKAccuracy", "build_runner", "init_distributed", "scale_lr", "set_amp",
+           "shutdown_distributed"]

@@ -1,4 +1,4 @@
-"""Training hooks: reconstruction pictures, RNG state in checkpoints, DDP replica check."""
+"""Training hooks: reconstruction pictures, RNG state in checkpoints, DDP replica check, mmcv CUDA ops check."""
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +17,9 @@ from mmengine.registry import HOOKS
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, images_to_batch
 from ..data.datasets import ImageFolder, open_image
+from ..models import create_model
 from ..visualize import reconstruction_grid
+from .fsdp import full_state_dict, is_fsdp
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,17 @@ logger = logging.getLogger(__name__)
 def unwrap_mae(runner):
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     return getattr(model, "model", model)
+
+
+def _gathered_copy(runner):
+    """A plain (unsharded) copy of an FSDP-trained MAE with its current weights, on rank 0; collective."""
+    sd = full_state_dict(runner.model)
+    if sd is None:
+        return None
+    trainer = runner.model.module  # MAEPretrainer
+    mae = create_model(trainer.arch, **trainer.model_kwargs)
+    mae.load_state_dict({k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")})
+    return mae.eval()
 
 
 @HOOKS.register_module()
@@ -59,10 +72,14 @@ class ReconstructionHook(Hook):
         return images_to_batch(images, mae.img_size[0], self.mean, self.std)
 
     def write(self, runner, epoch: int) -> Optional[Path]:
-        """Write the picture for a finished ``epoch`` (1-based); rank 0 only."""
+        """Write the picture for a finished ``epoch`` (1-based); rank 0 draws (under FSDP every rank first gathers
+        the whole weights with it, into a plain copy of the model on rank 0's CPU)."""
+        mae = _gathered_copy(runner) if is_fsdp(runner.model) else None
         if not is_main_process():
             return None
-        mae = unwrap_mae(runner)
+        return self._draw(runner, epoch, mae if mae is not None else unwrap_mae(runner))
+
+    def _draw(self, runner, epoch: int, mae) -> Path:
         imgs = self._batch(runner, mae).to(next(mae.parameters()).device)
         gh, gw = mae.patch_embed.grid_size(imgs)
         g = torch.Generator(device="cpu").manual_seed(self.seed)  # own generator: training RNG untouched
@@ -239,3 +256,37 @@ class PredictionPNGHook(Hook):
             runner.visualizer.add_datasample(path.stem, img, data_sample=sample, draw_gt=self.draw_gt,
                                              show=False, out_file=str(out), **self.draw_kwargs)
             self.written.append(out)
+
+
+def mmcv_ops_needed(model: torch.nn.Module) -> bool:
+    """Whether ``model`` runs mmcv's compiled ops: a submodule from ``mmcv.ops`` (RoIAlign, ...), or an mmdet
+    detector (its post-processing calls ``mmcv.ops`` NMS functions, which are not modules)."""
+    return (any(type(m).__module__.startswith("mmcv.ops") for m in model.modules())
+            or type(model).__module__.startswith("mmdet."))
+
+
+def check_mmcv_ops(model: torch.nn.Module) -> None:
+    """Refuse a model on CUDA that runs mmcv's ops when the installed mmcv was compiled without CUDA kernels
+    (it would fail inside the first iteration, in RoIAlign or NMS)."""
+    model = model.module if is_model_wrapper(model) else model
+    device = next((p.device for p in model.parameters()), None)
+    if device is None or device.type != "cuda" or not mmcv_ops_needed(model):
+        return
+    import mmcv
+    from mmcv.ops import get_compiling_cuda_version
+    if get_compiling_cuda_version() == "not available":
+        raise RuntimeError(
+            f"{type(model).__name__} runs mmcv's ops (RoIAlign, NMS) on {device}, but the installed mmcv "
+            f"{mmcv.__version__} was compiled without CUDA ops (mmcv.ops.get_compiling_cuda_version() says 'not "
+            f"available'): rebuild it on this GPU machine with `make install` (it builds CUDA ops where a GPU and a "
+            f"CUDA toolkit are present; MMCV_CUDA=1 forces them on a build host), see docs/install.md")
+
+
+@HOOKS.register_module()
+class MMCVOpsCheckHook(Hook):
+    """Runs :func:`check_mmcv_ops` before training, validation or testing starts (``build_runner`` adds it)."""
+    priority = "VERY_HIGH"
+
+    def before_run(self, runner) -> None:
+        if isinstance(runner.model, torch.nn.Module):
+            check_mmcv_ops(runner.model)

@@ -1,4 +1,5 @@
-"""Launching: distributed set-up (NCCL on GPUs, gloo on CPU), lr scaling, Runner construction."""
+"""Launching: distributed set-up (NCCL on GPUs, gloo on CPU), lr scaling, precision, Runner / FlexibleRunner
+construction, and the checks a run needs before its first iteration."""
 from __future__ import annotations
 
 import logging
@@ -76,46 +77,30 @@ def scale_lr(cfg: Config, world_size: int) -> Optional[float]:
     return opt.lr
 
 
-def set_amp(cfg: Config, amp: str) -> None:
-    """Switch ``cfg.optim_wrapper`` to ``bf16`` autocast (CPU/GPU), ``fp16`` (CUDA, loss scaling) or ``off``.
+def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None):
+    """Initialise distributed state, derive lr, fit the precision to the device and build the runner ``cfg``
+    names: mmengine's ``Runner`` (DDP), or ``FlexibleRunner`` for ``runner_type='FlexibleRunner'`` with its
+    ``strategy`` (FSDP; DeepSpeed when installed). A config whose strategy would be ignored is refused.
 
-    Detection models (an ``MAEViT`` backbone): bf16 autocasts the backbone and a ``ViTDetSimplePyramid``
-    neck through their ``autocast_dtype`` instead, because mmcv's RoIAlign / NMS have no bf16 kernels.
-    """
-    model = cfg.get("model", {})
-    if model.get("backbone", {}).get("type") == "MAEViT":
-        dtype = "bfloat16" if amp == "bf16" else None  # fp16: mmengine's AMP covers the whole model
-        for part in ("backbone", "neck"):
-            if model.get(part, {}).get("type") in ("MAEViT", "ViTDetSimplePyramid"):
-                model[part].autocast_dtype = dtype
-        if amp == "bf16":
-            amp = "off"
-    ow = cfg.optim_wrapper
-    for key in ("dtype", "loss_scale", "device_type"):
-        ow.pop(key, None)
-    if amp == "off":
-        ow.type = "OptimWrapper"
-    elif amp == "bf16":
-        ow.type, ow.dtype = "AutocastOptimWrapper", "bfloat16"
-    elif amp == "fp16":
-        if not torch.cuda.is_available():
-            raise ValueError("--amp fp16 needs CUDA (dynamic loss scaling); use --amp bf16 on CPU")
-        ow.type, ow.dtype, ow.loss_scale = "AmpOptimWrapper", "float16", "dynamic"
-    else:
-        raise ValueError(f"amp must be one of bf16, fp16, off; got {amp!r}")
+    ``amp``: ``bf16`` / ``fp16`` / ``off`` overrides the config's precision (``tools/train.py --amp``); either way
+    :func:`~mae_backbone.engine.amp.set_amp` makes it what the device supports. Before the first iteration, a
+    model on CUDA that runs mmcv's ops is checked against an mmcv compiled without CUDA kernels."""
+    from mmengine.runner import FlexibleRunner, Runner
 
+    from .amp import set_amp
+    from .fsdp import runner_type
 
-def build_runner(cfg: Config, launcher: str = "none"):
-    """Initialise distributed state, derive lr and build an mmengine Runner from ``cfg``."""
-    from mmengine.runner import Runner
-
+    kind = runner_type(cfg, launcher)  # refuse a bad strategy before any process group exists
     world_size = init_distributed(launcher, port=int(os.environ.get("MASTER_PORT", 29500)))
     cfg.launcher = launcher
     scale_lr(cfg, world_size)
-    if launcher != "none" and not torch.cuda.is_available():
+    set_amp(cfg, amp)
+    if kind == "Runner" and launcher != "none" and not torch.cuda.is_available():
         # CPU DDP: no device_ids (mmengine defaults to [LOCAL_RANK], a CUDA index)
         wrapper = dict(cfg.get("model_wrapper_cfg") or {})
         wrapper.setdefault("type", "MMDistributedDataParallel")
         wrapper["device_ids"] = None
         cfg.model_wrapper_cfg = wrapper
-    return Runner.from_cfg(cfg)
+    runner = (FlexibleRunner if kind == "FlexibleRunner" else Runner).from_cfg(cfg)
+    runner.register_hook(dict(type="MMCVOpsCheckHook"), priority="VERY_HIGH")
+    return runner

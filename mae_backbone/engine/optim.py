@@ -14,6 +14,7 @@ from timm.optim import Lars
 from torch import nn
 
 from ..param_groups import param_groups
+from ..precision import canonical_name, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +101,22 @@ class MAELars(Lars):
 class AutocastOptimWrapper(OptimWrapper):
     """Mixed precision by ``torch.autocast`` on CPU or GPU, without loss scaling (for bfloat16).
 
-    mmengine's ``AmpOptimWrapper`` requires CUDA and always scales the loss; bfloat16 has
-    float32's range and needs no scaling, and this CPU has AVX-512 bf16.
+    mmengine's ``AmpOptimWrapper`` requires CUDA and always scales the loss; bfloat16 has float32's range and
+    needs no scaling. What bfloat16 means on the device is :func:`mae_backbone.precision.resolve_precision`'s
+    answer: fp32 (with a warning) on a CPU or GPU without native bf16 (``build_runner`` turns a config's
+    request into fp16 with loss scaling on such GPUs before this is built).
     """
 
     def __init__(self, dtype: str = "bfloat16", device_type: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
-        if dtype != "bfloat16":
+        if canonical_name(dtype) != "bf16":
             raise ValueError(f"AutocastOptimWrapper runs bfloat16 only (got {dtype!r}): float16 needs loss "
                              f"scaling, use type='AmpOptimWrapper', dtype='float16' on CUDA (--amp fp16)")
-        self.dtype = getattr(torch, dtype)
-        self.device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.precision = resolve_precision(dtype, device_type, loss_scaling=False)
+        self.dtype = self.precision.dtype  # None when the device runs fp32
+        self.device_type = self.precision.device_type
 
     @contextmanager
     def optim_context(self, model: nn.Module):
-        with super().optim_context(model), torch.autocast(device_type=self.device_type, dtype=self.dtype):
+        with super().optim_context(model), self.precision.autocast():
             yield

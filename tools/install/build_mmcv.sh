@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
-# Build (once) and install mmcv 2.1.0 with CPU ops into the active venv.
-# mmdet 3.3 / mmseg 1.2 assert mmcv < 2.2, and no mmcv 2.1 wheel exists for today's torch,
-# so we compile the PyPI sdist. The built wheel is cached per torch version and Python,
-# because pip's own cache keys it by source URL only and would hand a wheel built against
-# another torch to a new venv.
+# Build (once per machine kind) and install mmcv 2.1.0 with the ops this machine needs into the active
+# environment: CUDA ops on a GPU machine with a CUDA toolkit, CPU ops otherwise (tools/install/mmcv_build.py
+# decides and explains; MMCV_CUDA=1|0 overrides, TORCH_CUDA_ARCH_LIST and MAX_JOBS are honoured).
+# mmdet 3.3 / mmseg 1.2 assert mmcv < 2.2, and no mmcv 2.1 wheel exists for today's torch, so we compile the
+# PyPI sdist. The wheel is cached per build key (torch version, Python, CPU or CUDA version + GPU
+# architectures): pip's own cache keys it by source URL only and would hand a wheel built against another
+# torch, or without CUDA ops, to a new environment.
 set -euo pipefail
 PY=${PY:-python}
 here=$(cd "$(dirname "$0")" && pwd)
-if $PY -c "import mmcv, mmcv.ops, sys; sys.exit(0 if mmcv.__version__ == '2.1.0' else 1)" 2>/dev/null; then
-  echo "mmcv 2.1.0 with ops already installed"; exit 0
+plan=$($PY "$here/mmcv_build.py" plan)  # exits non-zero with the fix when the machine cannot build what is asked
+eval "$plan"
+if status=$($PY "$here/mmcv_build.py" installed); then
+  echo "$status"; exit 0
 fi
-tag=$($PY -c "import sys, torch; print(f'torch{torch.__version__.split(\"+\")[0]}-py{sys.version_info[0]}{sys.version_info[1]}')")
-cache=${MMCV_WHEEL_CACHE:-$HOME/.cache/mae-backbone/mmcv-wheels/$tag}
+echo "mmcv: $status; build $MMCV_BUILD_KEY ($MMCV_BUILD_REASON)"
+cache=${MMCV_WHEEL_CACHE:-$HOME/.cache/mae-backbone/mmcv-wheels}/$MMCV_BUILD_KEY
 mkdir -p "$cache"
 if ! ls "$cache"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
-  echo "building mmcv 2.1.0 from source against $tag (about 6 minutes on 2 cores) ..."
-  export MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2}
+  export MMCV_WITH_OPS=1 MAX_JOBS=$MMCV_BUILD_JOBS
+  # torch >= 2.10 headers need C++20 and mmcv's setup.py appends -std=c++14/17 (last flag wins): the wrappers
+  # rewrite it, for g++ (CXX) and for nvcc (PYTORCH_NVCC, read by torch's ninja build)
   export CXX="$here/cxx20" CFLAGS="-O3 -DNDEBUG -g0 -fwrapv -Wno-sign-compare" CXXFLAGS="-O3 -DNDEBUG -g0"
-  $PY -m pip wheel --no-build-isolation --no-deps --no-binary mmcv --no-cache-dir -w "$cache" mmcv==2.1.0
+  if [ "$MMCV_BUILD_CUDA" = 1 ]; then
+    export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$MMCV_BUILD_ARCHS"
+    export CUDA_HOME="$MMCV_BUILD_CUDA_HOME" REAL_NVCC="$MMCV_BUILD_CUDA_HOME/bin/nvcc"
+    export PYTORCH_NVCC="$here/nvcc20"
+    # searched after the toolkit's own headers: cuSPARSE / cuBLAS headers from torch's pip CUDA libraries
+    export CPATH="${CPATH:+$CPATH:}$MMCV_BUILD_INCLUDE"
+    $PY -m pip install -q ninja  # parallel compilation (MAX_JOBS) needs torch's ninja build
+    echo "building mmcv 2.1.0 with CUDA ops for $TORCH_CUDA_ARCH_LIST, $MAX_JOBS jobs: hundreds of CUDA kernels," \
+         "tens of minutes ..."
+  else
+    export FORCE_CUDA=0
+    echo "building mmcv 2.1.0 with CPU ops, $MAX_JOBS jobs (about 6 minutes on 2 cores) ..."
+  fi
+  tmp=$(mktemp -d "$cache/.build.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  $PY -m pip wheel --no-build-isolation --no-deps --no-binary mmcv --no-cache-dir -w "$tmp" mmcv==2.1.0
+  mv "$tmp"/mmcv-2.1.0-*.whl "$cache"/  # a failed build leaves no wheel in the cache
 fi
-$PY -m pip install --no-deps "$cache"/mmcv-2.1.0-*.whl
-$PY -c "import mmcv.ops; print('mmcv', __import__('mmcv').__version__, 'ops OK')"
+$PY -m pip install -q --no-deps --force-reinstall "$cache"/mmcv-2.1.0-*.whl
+$PY "$here/mmcv_build.py" record
+$PY -c "import mmcv.ops; print('mmcv', mmcv.__version__, 'ops OK, CUDA:', mmcv.ops.get_compiling_cuda_version())"

@@ -1,0 +1,257 @@
+"""Which mmcv 2.1.0 build this machine needs (CPU ops or CUDA ops, for which GPUs), and whether it is installed.
+
+    python tools/install/mmcv_build.py plan        # shell `export` lines for build_mmcv.sh (errors name the fix)
+    python tools/install/mmcv_build.py installed   # exit 0 when the installed mmcv is the planned build
+    python tools/install/mmcv_build.py record      # after installing: remember which build this environment has
+
+The decision (:func:`plan`, a pure function of the machine's facts and the environment, tested):
+
+* ``MMCV_CUDA=1``: CUDA ops, also on a build host without a GPU; needs a CUDA build of torch and a CUDA
+  toolkit (``nvcc`` under ``CUDA_HOME``, on ``PATH`` or in /usr/local/cuda: the one torch's extension
+  builder uses). ``MMCV_CUDA=0``: CPU ops.
+* unset: CUDA ops when torch is a CUDA build, a toolkit is found and a GPU is visible; CPU ops otherwise.
+* GPU architectures: ``TORCH_CUDA_ARCH_LIST`` when set, else the visible GPUs' compute capabilities, else
+  :data:`DEFAULT_ARCHS`. nvcc 13 cannot target compute capability < 7.5 (V100 is 7.0): such GPUs need a
+  CUDA 12 build of torch and a CUDA 12 toolkit (docs/install.md).
+* nvcc's major version must equal torch's CUDA major version (torch's extension builder refuses others).
+* ``MAX_JOBS``: from the environment, else the CPU count, at most one job per 2 GiB of memory (nvcc jobs).
+
+The build key (torch version, Python, CPU or CUDA version + architectures) names the wheel cache folder and is
+recorded next to the installed mmcv, so a CPU-ops wheel is never reused on a GPU machine, nor the reverse.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# Turing (T4), Ampere (A100, A10 / RTX 30), Hopper (H100 / H200); +PTX lets later GPUs (Blackwell) JIT-compile.
+# 8.9 (L4, L40, RTX 40) runs the 8.6 binaries.
+DEFAULT_ARCHS = "7.5;8.0;8.6;9.0+PTX"
+RECORD_NAME = "mmcv-build.json"
+
+
+class PlanError(Exception):
+    """The machine cannot build what was asked; the message names the fix."""
+
+
+def _arch_value(arch: str) -> float:
+    m = re.fullmatch(r"(\d+)\.(\d+)(\+PTX)?a?", arch.strip())
+    if not m:
+        raise PlanError(f"TORCH_CUDA_ARCH_LIST entry {arch!r} is not like '8.0' or '9.0+PTX'")
+    return int(m.group(1)) + int(m.group(2)) / 10
+
+
+def _major(version: Optional[str]) -> Optional[int]:
+    return int(version.split(".")[0]) if version else None
+
+
+def plan(facts: Dict, env: Dict[str, str]) -> Dict:
+    """The build for this machine. ``facts``: ``torch`` (version), ``torch_cuda`` (torch's CUDA version or None),
+    ``python`` (e.g. ``'311'``), ``gpus`` (compute capabilities, e.g. ``[(9, 0)]``), ``nvcc`` (path or None),
+    ``nvcc_version`` (``'13.0'`` or None), ``cpus``, ``mem_gib``. ``env``: the environment variables.
+    ``cuda_lib_includes``: header folders of the CUDA libraries torch's wheel ships (``nvidia/*/include``);
+    ``cuda_home``: the toolkit's root folder.
+    Returns ``dict(cuda, arch_list, max_jobs, key, reason, include_path, cuda_home)``; raises :class:`PlanError` naming
+    the fix. ``include_path`` (CUDA builds) goes after the toolkit's own headers: a toolkit with nvcc and the
+    runtime only (no cuSPARSE / cuBLAS headers, which torch's CUDA headers include) builds with pip's."""
+    choice = env.get("MMCV_CUDA", "").strip()
+    if choice not in ("", "0", "1"):
+        raise PlanError(f"MMCV_CUDA={choice!r}: use MMCV_CUDA=1 (CUDA ops) or MMCV_CUDA=0 (CPU ops), or leave it unset")
+    torch_cuda, nvcc, gpus = facts.get("torch_cuda"), facts.get("nvcc"), list(facts.get("gpus") or [])
+    if choice == "1":
+        if not torch_cuda:
+            raise PlanError(f"MMCV_CUDA=1 but torch {facts['torch']} is a CPU build: install a CUDA build of torch "
+                            f"(docs/install.md lists which wheel fits which driver)")
+        if not nvcc:
+            raise PlanError("MMCV_CUDA=1 but no CUDA toolkit was found: install one whose major version is torch's "
+                            f"CUDA {torch_cuda}, and set CUDA_HOME or put its nvcc on PATH")
+        cuda, reason = True, "MMCV_CUDA=1"
+    elif choice == "0":
+        cuda, reason = False, "MMCV_CUDA=0"
+    elif torch_cuda and nvcc and gpus:
+        cuda, reason = True, f"{len(gpus)} GPU(s) visible, torch CUDA {torch_cuda}, nvcc {facts.get('nvcc_version')}"
+    else:
+        missing = [what for what, ok in (("a CUDA build of torch", torch_cuda), ("a CUDA toolkit (nvcc)", nvcc),
+                                         ("a visible GPU", gpus)) if not ok]
+        cuda, reason = False, "no " + " / ".join(m.split(" ", 1)[1] if m.startswith("a ") else m for m in missing)
+        if gpus and torch_cuda and not nvcc:
+            reason += ("; WARNING: this machine has a GPU, but mmcv's RoIAlign / NMS will have no CUDA kernels: "
+                       "install a CUDA toolkit and rerun (docs/install.md), or set MMCV_CUDA=0 to build CPU ops")
+    key = f"torch{facts['torch'].split('+')[0]}-py{facts['python']}"
+    out = dict(cuda=cuda, arch_list=None, max_jobs=_max_jobs(facts, env), reason=reason, include_path="", cuda_home=None)
+    if not cuda:
+        return dict(out, key=key + "-cpu")
+    if _major(facts.get("nvcc_version")) != _major(torch_cuda):
+        raise PlanError(f"nvcc {facts.get('nvcc_version')} ({nvcc}) does not match torch's CUDA {torch_cuda}: "
+                        f"install a CUDA {_major(torch_cuda)}.x toolkit (set CUDA_HOME to it), or a torch built "
+                        f"for CUDA {_major(facts.get('nvcc_version'))}")
+    arch_list = env.get("TORCH_CUDA_ARCH_LIST", "").strip() or (
+        ";".join(f"{a}.{b}" for a, b in sorted(set(map(tuple, gpus)))) if gpus else DEFAULT_ARCHS)
+    archs = [a for a in re.split(r"[;\s]+", arch_list) if a]
+    too_old = [a for a in archs if _arch_value(a) < 7.5]
+    if too_old and _major(facts.get("nvcc_version")) >= 13:
+        raise PlanError(f"CUDA {facts.get('nvcc_version')} cannot build for compute capability {', '.join(too_old)} "
+                        f"(its minimum is 7.5): V100 / P100 need a CUDA 12 torch and a CUDA 12 toolkit "
+                        f"(docs/install.md, 'Older GPUs')")
+    tag = "-".join(a.replace(".", "").replace("+PTX", "ptx").lower() for a in archs)
+    return dict(out, arch_list=";".join(archs), key=f"{key}-cu{torch_cuda}-sm{tag}",
+                include_path=os.pathsep.join(facts.get("cuda_lib_includes") or []), cuda_home=facts.get("cuda_home"))
+
+
+def _max_jobs(facts: Dict, env: Dict[str, str]) -> int:
+    if env.get("MAX_JOBS", "").strip():
+        return max(1, int(env["MAX_JOBS"]))
+    cpus = max(1, int(facts.get("cpus") or 1))
+    mem = facts.get("mem_gib")
+    return max(1, min(cpus, int(mem // 2))) if mem else cpus
+
+
+# ----------------------------------------------------------------------------- facts of this machine
+def _nvcc_version(nvcc: str) -> Optional[str]:
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"release (\d+\.\d+)", out)
+    return m.group(1) if m else None
+
+
+def _toolkit_root(nvcc: str) -> Optional[str]:
+    """The CUDA toolkit an ``nvcc`` belongs to, also when ``nvcc`` is a wrapper script elsewhere (its dry run
+    names its real folder), so torch's extension builder finds the toolkit's headers and libraries."""
+    try:
+        out = subprocess.run([nvcc, "--dryrun", "-c", "probe.cu"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"^#\$ _HERE_=(.+)$", out.stdout + out.stderr, re.M)
+    here = m.group(1).strip() if m else os.path.dirname(os.path.realpath(nvcc))
+    return os.path.dirname(os.path.normpath(here))
+
+
+def _find_nvcc() -> Optional[str]:
+    """The nvcc torch's extension builder will run: CUDA_HOME / CUDA_PATH, else nvcc on PATH, else
+    /usr/local/cuda (torch.utils.cpp_extension's own search order)."""
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        home = os.environ.get(var)
+        if home:
+            path = os.path.join(home, "bin", "nvcc")
+            return path if os.access(path, os.X_OK) else None
+    path = shutil.which("nvcc")
+    if path:
+        return path
+    path = "/usr/local/cuda/bin/nvcc"
+    return path if os.access(path, os.X_OK) else None
+
+
+def _mem_gib() -> Optional[float]:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_facts() -> Dict:
+    """This machine, as :func:`plan` needs it (imports torch)."""
+    import torch
+
+    gpus: List[Tuple[int, int]] = []
+    if torch.version.cuda and torch.cuda.is_available():
+        gpus = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+    nvcc = _find_nvcc()
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    includes = sorted(glob.glob(os.path.join(site, "nvidia", "*", "include")))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return dict(torch=torch.__version__, torch_cuda=torch.version.cuda, python=f"{sys.version_info[0]}{sys.version_info[1]}",
+                gpus=gpus, nvcc=nvcc, nvcc_version=_nvcc_version(nvcc) if nvcc else None, cpus=cpus, mem_gib=_mem_gib(),
+                cuda_lib_includes=includes, cuda_home=_toolkit_root(nvcc) if nvcc else None)
+
+
+# ----------------------------------------------------------------------------- the installed build
+def _record_path() -> str:
+    return os.path.join(sys.prefix, RECORD_NAME)
+
+
+def _installed_ops() -> Optional[Dict]:
+    """The installed mmcv's compiled extension (path, size, mtime) and its CUDA version, or None."""
+    try:
+        import mmcv
+        from mmcv import _ext
+        from mmcv.ops import get_compiling_cuda_version
+    except Exception:  # noqa: BLE001  (any import failure means: not usable, rebuild)
+        return None
+    if mmcv.__version__ != "2.1.0":
+        return None
+    path = getattr(_ext, "__file__", "")
+    st = os.stat(path) if path and os.path.exists(path) else None
+    return dict(ext=path, size=st.st_size if st else None, mtime=int(st.st_mtime) if st else None,
+                cuda=get_compiling_cuda_version())
+
+
+def installed_matches(key: str, cuda: bool) -> Tuple[bool, str]:
+    """Whether the installed mmcv is the build ``key`` names (recorded by ``record`` after the install, for the same
+    compiled extension file) and its ops were compiled with / without CUDA as planned."""
+    ops = _installed_ops()
+    if ops is None:
+        return False, "no usable mmcv 2.1.0 with compiled ops"
+    if (ops["cuda"] != "not available") != cuda:
+        return False, f"the installed mmcv's ops were compiled {'with CUDA ' + ops['cuda'] if ops['cuda'] != 'not available' else 'without CUDA'}"
+    try:
+        with open(_record_path()) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        # built elsewhere (an existing OpenMMLab environment, or before builds were recorded): its ops import
+        # against this torch and match the plan's CPU / CUDA choice; the GPU architectures cannot be checked
+        return True, (f"mmcv 2.1.0 with {'CUDA ' + ops['cuda'] if cuda else 'CPU'} ops already installed "
+                      f"(not built by this script: its GPU architectures are unknown)")
+    if rec.get("key") != key:
+        return False, f"the installed build is {rec.get('key')}, this machine needs {key}"
+    if any(rec.get(k) != ops[k] for k in ("ext", "size", "mtime")):
+        return False, "mmcv was reinstalled since its build was recorded"
+    return True, f"mmcv 2.1.0 build {key} already installed"
+
+
+def record(key: str) -> None:
+    """Remember (atomically) that this environment's mmcv is build ``key``."""
+    ops = _installed_ops()
+    if ops is None:
+        raise SystemExit("mmcv 2.1.0 with ops does not import: nothing to record")
+    tmp = _record_path() + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(dict(key=key, **ops), f)
+    os.replace(tmp, _record_path())
+
+
+def main(argv: Sequence[str]) -> int:
+    cmd = argv[0] if argv else "plan"
+    try:
+        p = plan(machine_facts(), dict(os.environ))
+    except PlanError as e:
+        print(f"mmcv build: {e}", file=sys.stderr)
+        return 2
+    if cmd == "plan":
+        for k, v in (("MMCV_BUILD_KEY", p["key"]), ("MMCV_BUILD_CUDA", int(p["cuda"])),
+                     ("MMCV_BUILD_ARCHS", p["arch_list"] or ""), ("MMCV_BUILD_JOBS", p["max_jobs"]),
+                     ("MMCV_BUILD_INCLUDE", p["include_path"]), ("MMCV_BUILD_CUDA_HOME", p["cuda_home"] or ""),
+                     ("MMCV_BUILD_REASON", p["reason"])):
+            print(f"export {k}={shlex.quote(str(v))}")
+        return 0
+    if cmd == "installed":
+        ok, why = installed_matches(p["key"], p["cuda"])
+        print(why)
+        return 0 if ok else 1
+    if cmd == "record":
+        record(p["key"])
+        return 0
+    print(f"unknown command {cmd!r}: plan, installed or record", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
