@@ -135,7 +135,9 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
     elif part == "detection":  # 4a: ViTDet backbone at 1024², windowed vs all-global (vs checkpointing)
         from downstream.benchmark import detection_backbones
 
-        log("detection backbone (ViTDet MAE ViT-B), 1024², bf16 autocast: " + ", ".join(s["det_variants"]))
+        from mae_backbone.benchmark import ran_precision
+        log(f"detection backbone (ViTDet MAE ViT-B), 1024², {ran_precision('bf16', device)} autocast: "
+            + ", ".join(s["det_variants"]))
         rows = detection_backbones(s["det_variants"], warmup=0, repeats=s["det_repeats"], device=device)
         out.lines = ["| variant | fwd + bwd (s) | TFLOP | speedup vs all-global | FLOP bound | activations (MiB) | "
                      "fwd + bwd peak (MiB) | activations vs all-global |", "|---|---|---|---|---|---|---|---|"]

@@ -108,8 +108,16 @@ def test_offline_config_classes_match_the_written_dataset(tmp_path):
     assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == len(meta["classes"])
 
 
-def test_overfit_two_photos_reaches_miou(tmp_path):
-    """tools/train.py then tools/test.py (IoUMetric) on the two offline label maps, 300 iterations."""
+MINI = osp.join(ROOT, "configs", "upernet", "upernet_mae-vit-mini_1xb2-100i_offline-voc-arc.py")
+
+
+@pytest.mark.parametrize("config, iters, min_miou", [
+    (MINI, 100, 40.0),  # 128-d 4-block ViT, 256x192, 64-channel heads: ~30 s on a 2-core Zen 5 (mIoU 52.9 there)
+    pytest.param(TINY, 300, 50.0, marks=pytest.mark.slow)],  # 192-d 6-block, 384x288: ~4 min (mIoU 81.5)
+    ids=["mini", "tiny"])
+def test_overfit_two_photos_reaches_miou(tmp_path, config, iters, min_miou):
+    """tools/train.py then tools/test.py (IoUMetric) on the two offline label maps; predicting the most frequent
+    class everywhere scores 2.4 mIoU over their 12 classes."""
     import re
     import subprocess
     import sys
@@ -122,18 +130,18 @@ def test_overfit_two_photos_reaches_miou(tmp_path):
     opts = [f"train_dataloader.dataset.data_root={data}/", f"val_dataloader.dataset.data_root={data}/",
             f"test_dataloader.dataset.data_root={data}/"]
     work = tmp_path / "work"
-    train = subprocess.run([sys.executable, "tools/train.py", TINY, "--work-dir", str(work), "--cfg-options", *opts,
+    train = subprocess.run([sys.executable, "tools/train.py", config, "--work-dir", str(work), "--cfg-options", *opts,
                             "train_cfg.val_interval=100000"], cwd=ROOT, capture_output=True, text=True)
     assert train.returncode == 0, train.stderr[-3000:]
     vis = tmp_path / "vis"
-    test = subprocess.run([sys.executable, "tools/test.py", TINY, str(work / "iter_300.pth"), "--work-dir",
+    test = subprocess.run([sys.executable, "tools/test.py", config, str(work / f"iter_{iters}.pth"), "--work-dir",
                            str(tmp_path / "t"), "--show-dir", str(vis), "--cfg-options", *opts],
                           cwd=ROOT, capture_output=True, text=True)
     assert test.returncode == 0, test.stderr[-3000:]
     metrics = dict(re.findall(r"(mIoU|mAcc|aAcc): ([0-9.]+)", test.stdout))
     miou = float(metrics["mIoU"])
     print(f"mIoU {miou:.2f} mAcc {metrics['mAcc']} aAcc {metrics['aAcc']}")
-    assert miou >= 50.0, metrics  # mmseg reports percent
+    assert miou >= min_miou, metrics  # mmseg reports percent
     for name, (w, h) in (("voc", (500, 375)), ("arc2017", (640, 480))):
         png = vis / f"{name}.png"
         assert png.is_file(), list(vis.iterdir())

@@ -110,7 +110,7 @@ def main():
                                           repeats=args.repeats, device=args.device, fused_adamw=adamw == "fused",
                                           peak=peak)
             for r in rows:
-                print(f"| {r['impl']} | {r['arch']} | {r['batch']} | {dtype} | {adamw} | {r['step_s']:.3f} | "
+                print(f"| {r['impl']} | {r['arch']} | {r['batch']} | {r['dtype']} | {adamw} | {r['step_s']:.3f} | "
                       f"{r['min_s']:.3f} - {r['max_s']:.3f} | {r['img_per_s']:.2f} | {r['tflop_per_s']:.3f} | "
                       f"{peak / 1e12:.3f} | {r['utilisation']:.0%} |")
             sys.stdout.flush()
@@ -135,8 +135,10 @@ def asymmetric(args):
     import torch
     from mae_backbone.benchmark import asymmetric_speedup
 
+    from mae_backbone.benchmark import ran_precision
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"device {args.device}; {args.arch}, batch {args.batch}, {args.dtype}, mask 0.75, norm_pix_loss, "
+          f"device {args.device}; {args.arch}, batch {args.batch}, {ran_precision(args.dtype, args.device)}, mask 0.75, "
+          f"norm_pix_loss, "
           f"AdamW {'torch default (unfused)' if args.unfused_adamw else 'fused'}, "
           f"median of {args.repeats} after {args.warmup} warm-up")
     print("| variant | step (s) | min - max (s) | GFLOP / step (fwd + bwd) | speedup | FLOP bound | speedup / bound |")
@@ -180,7 +182,9 @@ def detection(args):
                                 device=args.device)
         print("RESULT " + json.dumps(r))
         return
-    _child_rows(args, "detection", f"Mask R-CNN + MAE ViT-B at 1024x1024, backbone/neck {args.dtype} (heads fp32)")
+    from mae_backbone.benchmark import ran_precision
+    _child_rows(args, "detection", f"Mask R-CNN + MAE ViT-B at 1024x1024, backbone/neck "
+                                   f"{ran_precision(args.dtype, args.device)} (heads fp32)")
 
 
 def segmentation(args):
@@ -195,7 +199,9 @@ def segmentation(args):
         return
     what = ("UperNet + ViT-B training iteration" if args.part == "iteration"
             else "ViT-B segmentation backbone + pyramid fwd + bwd + AdamW")
-    _child_rows(args, "segmentation", f"{what} at 512x512, {args.dtype}", extra=("--part", args.part))
+    from mae_backbone.benchmark import ran_precision
+    _child_rows(args, "segmentation", f"{what} at 512x512, {ran_precision(args.dtype, args.device)}",
+                extra=("--part", args.part))
 
 if __name__ == "__main__":
     main()

@@ -9,14 +9,12 @@ of those places, so that they agree.
 """
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 from ..precision import Precision, canonical_name, resolve_precision
-
-logger = logging.getLogger(__name__)
 
 AMP_CHOICES = ("bf16", "fp16", "off")
 _PART_TYPES = {"backbone": ("MAEViT",), "neck": ("ViTDetSimplePyramid",)}  # parts that autocast themselves
@@ -83,8 +81,8 @@ def set_amp(cfg: Config, amp: Optional[str] = None, device: Optional[str] = None
             _set_wrapper(ow, "OptimWrapper")
     _set_fsdp_precision(cfg, prec)
     if prec.name != want or amp is not None:
-        logger.info("precision: %s requested, %s on %s%s", want, prec.name, prec.device_type,
-                    f" ({prec.reason})" if prec.reason else "")
+        print_log(f"precision: {want} requested, {prec.name} on {prec.device_type}"
+                  + (f" ({prec.reason})" if prec.reason else ""), logger="current")
     return prec
 
 

@@ -105,17 +105,25 @@ def runner_type(cfg: Config, launcher: str) -> str:
         strategy.type = "ResumableFSDPStrategy"  # mmengine's, with optimizer state that resumes on torch >= 2.1
     elif stype in (None, "DDPStrategy") and launcher != "none" and not torch.cuda.is_available():
         if not strategy:
-            cfg.strategy = strategy = dict(type="DDPStrategy")  # FlexibleRunner's default when distributed
+            cfg.strategy = dict(type="DDPStrategy")  # FlexibleRunner's default when distributed
+            strategy = cfg.strategy
         # CPU DDP: mmengine's default device_ids is [LOCAL_RANK], a CUDA index
-        strategy.setdefault("model_wrapper", {})["device_ids"] = None
+        _model_wrapper(strategy)["device_ids"] = None
     return kind
+
+
+def _model_wrapper(strategy):
+    """``strategy.model_wrapper``, created when missing (the stored object: a config dict converts what is set)."""
+    if not strategy.get("model_wrapper"):
+        strategy["model_wrapper"] = {}
+    return strategy["model_wrapper"]
 
 
 def _complete_fsdp(cfg: Config, strategy, launcher: str) -> None:
     if launcher == "none":
         raise ValueError("FSDPStrategy shards the model across processes: start with tools/dist_train.sh CONFIG "
                          "NGPUS (torchrun, --launcher pytorch) or tools/slurm_train.sh, even for one GPU")
-    wrapper = strategy.setdefault("model_wrapper", {})
+    wrapper = _model_wrapper(strategy)
     if wrapper.get("use_orig_params") is False:
         raise ValueError("FSDP model_wrapper use_orig_params=False flattens parameters, so the optimizer cannot "
                          "group them by layer (layer-wise lr decay, no weight decay on norms / tokens): set "

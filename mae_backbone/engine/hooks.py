@@ -265,11 +265,15 @@ def mmcv_ops_needed(model: torch.nn.Module) -> bool:
             or type(model).__module__.startswith("mmdet."))
 
 
+def _model_device(model: torch.nn.Module) -> Optional[torch.device]:
+    return next((p.device for p in model.parameters()), None)
+
+
 def check_mmcv_ops(model: torch.nn.Module) -> None:
     """Refuse a model on CUDA that runs mmcv's ops when the installed mmcv was compiled without CUDA kernels
     (it would fail inside the first iteration, in RoIAlign or NMS)."""
     model = model.module if is_model_wrapper(model) else model
-    device = next((p.device for p in model.parameters()), None)
+    device = _model_device(model)
     if device is None or device.type != "cuda" or not mmcv_ops_needed(model):
         return
     import mmcv
