@@ -6,9 +6,9 @@ Parts: ``env`` (GPU, versions, what bf16 means here), ``pretrain-b`` / ``pretrai
 batch 128 training step in bf16: ours vs HF ViTMAE, eager, and ours under torch.compile; images/s and utilisation
 of the bf16 matmul peak measured in the same run), ``asymmetric`` (paper Table 2 on ViT-L), ``vitdet`` (the ViTDet
 ViT-B backbone at 1024², built from VisionTransformer directly: windowed vs all-global, time and peak memory),
-``train`` (tools/train.py on the demo config: --amp bf16, --resume, --amp fp16; needs mmengine). Each part appends
-a markdown section to DIR/gpu_check.md as soon as it finishes. ``--small``: tiny shapes, for checking the script
-itself on a CPU.
+``train`` (tools/train.py on the demo config: --amp bf16, --resume, --amp fp16; needs mmengine and what its runner
+imports: opencv, rich). Each part appends its markdown sections to DIR/gpu_check.md as soon as each is measured.
+``--small``: tiny shapes, for checking the script itself on a CPU.
 """
 from __future__ import annotations
 
@@ -36,11 +36,12 @@ def gpu_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86_64'})"
 
 
-def part_env(args) -> list:
+def part_env(args, emit) -> None:
     from mae_backbone.precision import resolve_precision
-    lines = [f"- device: {gpu_name()}" + (f", compute capability {'.'.join(map(str, torch.cuda.get_device_capability(0)))}, "
-                                          f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB"
-                                          if torch.cuda.is_available() else "")]
+    lines = [f"- device: {gpu_name()}"]
+    if torch.cuda.is_available():
+        cc = ".".join(map(str, torch.cuda.get_device_capability(0)))
+        lines[0] += f", compute capability {cc}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB"
     lines.append(f"- torch {torch.__version__} (CUDA {torch.version.cuda}), Python {platform.python_version()}")
     for pkg in ("timm", "transformers", "mmengine", "mmcv"):
         try:
@@ -49,10 +50,13 @@ def part_env(args) -> list:
             lines.append(f"- {pkg}: not installed")
     p = resolve_precision("bf16", device())
     lines.append(f"- bf16 here means: {p.name}" + (f" ({p.reason})" if p.reason else ""))
-    return lines
+    emit("", lines)
 
 
-def part_pretrain(args, arch: str, batch: int) -> list:
+def part_pretrain(args, emit, arch: str, batch: int) -> None:
+    """Two sections, each written when measured: ours vs HF eager, then ours eager vs ours compiled (a slow or
+    failing torch.compile cannot take the first with it)."""
+    import gc
     import importlib.util
 
     from mae_backbone.benchmark import compare_pretrain_steps, matmul_peak
@@ -60,27 +64,31 @@ def part_pretrain(args, arch: str, batch: int) -> list:
         arch, batch = "mae_vit_tiny_patch16", 2
     n = 8192 if device() == "cuda" else 512
     peak = matmul_peak("bf16", n=n, device=device())
-    impls = ["ours", "ours-compiled"] + (["hf"] if importlib.util.find_spec("transformers") else [])
-    t0 = time.perf_counter()
-    try:
-        rows = compare_pretrain_steps(impls, arch, batch, "bf16", warmup=2, repeats=5 if not args.small else 1,
-                                      device=device(), peak=peak)
-    except Exception as e:  # noqa: BLE001  (torch.compile failing is a finding, not the end of the part)
-        print(f"with torch.compile: {type(e).__name__}: {e}; timing eager only", flush=True)
-        impls.remove("ours-compiled")
-        rows = compare_pretrain_steps(impls, arch, batch, "bf16", warmup=2, repeats=5 if not args.small else 1,
-                                      device=device(), peak=peak)
-    lines = [f"{arch}, batch {batch}, mask 0.75, norm_pix_loss, fused AdamW, {rows[0]['dtype']} autocast; "
-             f"bf16 matmul peak {peak / 1e12:.0f} TFLOP/s ({n}³, same run); {time.perf_counter() - t0:.0f} s", "",
-             "| implementation | step (s) | img/s | TFLOP/s | utilisation (MFU) | ours (eager) / this |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['impl']} | {r['step_s']:.4f} | {r['img_per_s']:.1f} | {r['tflop_per_s']:.1f} | "
-                     f"{r['utilisation']:.0%} | {r['ours_over_this']:.2f}x |")
-    return lines
+    head = (f"{arch}, batch {batch}, mask 0.75, norm_pix_loss, fused AdamW; bf16 matmul peak {peak / 1e12:.0f} "
+            f"TFLOP/s ({n}³, same run)")
+    peers = ["hf"] if importlib.util.find_spec("transformers") else []
+    for title, impls in (("eager: ours vs HF ViTMAE", ["ours"] + peers), ("torch.compile", ["ours", "ours-compiled"])):
+        t0 = time.perf_counter()
+        try:
+            rows = compare_pretrain_steps(impls, arch, batch, "bf16", warmup=2, repeats=1 if args.small else 5,
+                                          device=device(), peak=peak)
+        except Exception as e:  # noqa: BLE001  (torch.compile failing is a finding to report)
+            emit(f"{title}", [head, "", f"FAILED: {type(e).__name__}: {str(e)[:500]}"])
+            continue
+        finally:
+            gc.collect()
+            if device() == "cuda":
+                torch.cuda.empty_cache()
+        lines = [f"{head}; {rows[0]['dtype']} autocast; {time.perf_counter() - t0:.0f} s", "",
+                 "| implementation | step (s) | img/s | TFLOP/s | utilisation (MFU) | ours (eager) / this |",
+                 "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['impl']} | {r['step_s']:.4f} | {r['img_per_s']:.1f} | {r['tflop_per_s']:.1f} | "
+                         f"{r['utilisation']:.0%} | {r['ours_over_this']:.2f}x |")
+        emit(title, lines)
 
 
-def part_asymmetric(args) -> list:
+def part_asymmetric(args, emit) -> None:
     from mae_backbone.benchmark import asymmetric_speedup
     arch, batch = ("mae_vit_tiny_patch16", 2) if args.small else ("mae_vit_large_patch16", 128)
     rows = asymmetric_speedup(arch, batch, "bf16", warmup=1, repeats=5 if not args.small else 1, device=device())
@@ -89,7 +97,7 @@ def part_asymmetric(args) -> list:
     for r in rows:
         lines.append(f"| {r['label']} | {r['step_s']:.4f} | {r['speedup']:.2f}x | {r['flop_ratio']:.2f}x | "
                      f"{r['efficiency']:.0%} |")
-    return lines
+    emit("", lines)
 
 
 def vitdet_backbone(windowed: bool, size: int, dev: str, width: int = 768) -> torch.nn.Module:
@@ -104,7 +112,7 @@ def vitdet_backbone(windowed: bool, size: int, dev: str, width: int = 768) -> to
                                  rel_pos_img_size=size).train()
 
 
-def part_vitdet(args) -> list:
+def part_vitdet(args, emit) -> None:
     from mae_backbone.benchmark import count_flops, interleaved_times
     from mae_backbone.precision import resolve_precision
     size, batch, width = (224, 1, 64) if args.small else (1024, 2, 768)
@@ -129,34 +137,55 @@ def part_vitdet(args) -> list:
         rows.append((name, sorted(t)[len(t) // 2], mem, flops))
         del model
     glob = rows[1]
-    lines = [f"ViT-B{'' if width == 768 else f' layout, {width}-d'}, {size}², batch {batch}, fwd + bwd, {prec.name} autocast",
-             "",
+    model_name = "ViT-B" if width == 768 else f"ViT-B layout, {width}-d"
+    lines = [f"{model_name}, {size}², batch {batch}, fwd + bwd, {prec.name} autocast", "",
              "| variant | fwd + bwd (s) | TFLOP | speedup vs all-global | FLOP bound | peak GPU memory (GiB) |",
              "|---|---|---|---|---|---|"]
     for name, s, mem, flops in rows:
         lines.append(f"| {name} | {s:.4f} | {flops / 1e12:.2f} | {glob[1] / s:.2f}x | {glob[3] / flops:.2f}x | {mem:.1f} |")
-    return lines
+    emit("", lines)
 
 
-def part_train(args) -> list:
-    import importlib.util
-    if importlib.util.find_spec("mmengine") is None:
-        return ["skipped: mmengine does not import here (carry its wheels: benchmarks/gpu_check.sh WHEELS=...)"]
-    from mae_backbone.data import export_sample_photos
-    photos = osp.join(args.out, "photos")
-    export_sample_photos(photos)
-    work = osp.join(args.out, "train")
-    cfg = osp.join(ROOT, "configs", "mae", "mae_vit-demo-p8_1xb32-40e_photos.py")
-    opts = [f"train_dataloader.dataset.root={photos}", "train_dataloader.num_workers=0"]
+def _photos(out: str) -> str:
+    """The bundled sample photos as an image folder; synthetic images where their packages are missing."""
+    import numpy as np
+    from PIL import Image
+
+    folder = osp.join(out, "photos")
+    try:
+        from mae_backbone.data import export_sample_photos
+        export_sample_photos(folder)
+    except Exception as e:  # noqa: BLE001  (a smoke of the GPU path needs images, not these ones)
+        print(f"sample photos unavailable ({e}): synthetic images instead", flush=True)
+        rng = np.random.default_rng(0)
+        os.makedirs(osp.join(folder, "synthetic"), exist_ok=True)
+        for i in range(16):
+            Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(
+                osp.join(folder, "synthetic", f"{i}.jpg"))
+    return folder
+
+
+def part_train(args, emit) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    probe = subprocess.run([sys.executable, "-c", "import mmengine.runner"], env=env, capture_output=True, text=True)
+    if probe.returncode:
+        emit("", [f"skipped: `import mmengine.runner` fails here ({probe.stderr.strip().splitlines()[-1]}); carry "
+                  f"mmengine and what it needs as wheels (benchmarks/gpu_check.sh WHEELS=...)"])
+        return
+    photos = _photos(args.out)
+    cfg = osp.join(args.out, "smoke_cfg.py")
+    with open(cfg, "w") as f:  # the demo config on the photos, text logs only (no tensorboard needed)
+        f.write(f"_base_ = [{osp.join(ROOT, 'configs', 'mae', 'mae_vit-demo-p8_1xb32-40e_photos.py')!r}]\n"
+                f"train_dataloader = dict(num_workers=0, dataset=dict(root={photos!r}))\n"
+                f"visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])\n")
     runs = [("--amp bf16, 2 epochs", ["--amp", "bf16"], 2), ("--resume to 3 epochs", ["--amp", "bf16", "--resume"], 3),
             ("--amp fp16, 1 epoch (new work dir)", ["--amp", "fp16"], 1)]
     lines = ["| run | exit | seconds | last loss | precision log |", "|---|---|---|---|---|"]
     for i, (label, flags, epochs) in enumerate(runs):
-        wd = work if i < 2 else work + "_fp16"
+        wd = osp.join(args.out, "train" if i < 2 else "train_fp16")
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, osp.join(ROOT, "tools", "train.py"), cfg, "--work-dir", wd, *flags,
-                            "--cfg-options", f"train_cfg.max_epochs={epochs}", *opts],
-                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+                            "--cfg-options", f"train_cfg.max_epochs={epochs}"], capture_output=True, text=True, env=env)
         log = p.stdout + p.stderr
         with open(osp.join(args.out, f"train_{i}.log"), "w") as f:
             f.write(log)
@@ -164,7 +193,12 @@ def part_train(args) -> list:
         prec = [ln.split("precision: ")[-1] for ln in log.splitlines() if "precision: " in ln]
         lines.append(f"| {label} | {p.returncode} | {time.perf_counter() - t0:.0f} | {losses[-1] if losses else '-'} | "
                      f"{prec[-1] if prec else '-'} |")
-    return lines
+    emit("", lines)
+
+
+TITLES = {"env": "machine", "pretrain-b": "MAE ViT-B pretraining step", "pretrain-l": "MAE ViT-L pretraining step",
+          "asymmetric": "asymmetric encoder-decoder (paper Table 2)", "vitdet": "ViTDet backbone at 1024²",
+          "train": "training smoke through tools/train.py"}
 
 
 def main():
@@ -174,18 +208,18 @@ def main():
     ap.add_argument("--small", action="store_true", help="tiny shapes: check the script itself (CPU)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    titles = {"env": "machine", "pretrain-b": "MAE ViT-B pretraining step", "pretrain-l": "MAE ViT-L pretraining step",
-              "asymmetric": "asymmetric encoder-decoder (paper Table 2)", "vitdet": "ViTDet backbone at 1024²",
-              "train": "training smoke through tools/train.py"}
     t0 = time.perf_counter()
-    fns = {"env": part_env, "pretrain-b": lambda a: part_pretrain(a, "mae_vit_base_patch16", 256),
-           "pretrain-l": lambda a: part_pretrain(a, "mae_vit_large_patch16", 128), "asymmetric": part_asymmetric,
+
+    def emit(subtitle: str, lines: list) -> None:  # a section is on disk as soon as it is measured
+        title = TITLES[args.part] + (f": {subtitle}" if subtitle else "")
+        text = "\n".join([f"### {title} ({gpu_name()}, {time.perf_counter() - t0:.0f} s)", "", *lines, "", ""])
+        print(text, flush=True)
+        with open(osp.join(args.out, "gpu_check.md"), "a") as f:
+            f.write(text)
+    fns = {"env": part_env, "pretrain-b": lambda a, e: part_pretrain(a, e, "mae_vit_base_patch16", 256),
+           "pretrain-l": lambda a, e: part_pretrain(a, e, "mae_vit_large_patch16", 128), "asymmetric": part_asymmetric,
            "vitdet": part_vitdet, "train": part_train}
-    lines = fns[args.part](args)
-    text = "\n".join([f"### {titles[args.part]} ({gpu_name()}, {time.perf_counter() - t0:.0f} s)", "", *lines, "", ""])
-    print(text, flush=True)
-    with open(osp.join(args.out, "gpu_check.md"), "a") as f:
-        f.write(text)
+    fns[args.part](args, emit)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ fi
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 small=()
 [ -n "${SMALL:-}" ] && small=(--small)
+failed=0
 run() {  # run PART SECONDS
   local part=$1 start=$SECONDS cap
   case " ${PARTS:-$part} " in *" $part "*) ;; *) return 0 ;; esac
@@ -28,8 +29,10 @@ run() {  # run PART SECONDS
   timeout --kill-after=10 "$cap" $PY benchmarks/gpu_check.py "$part" --out "$OUT" "${small[@]}" 2>&1 | tee "$OUT/$part.log" | tail -40
   local rc=${PIPESTATUS[0]}
   if [ "$rc" != 0 ]; then
+    failed=$((failed + 1))
     local why="exit $rc"
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why="timed out after ${cap} s"; fi
+    if [ "$rc" = 124 ]; then why="timed out after ${cap} s"
+    elif [ "$rc" = 137 ]; then why="killed (SIGKILL: out of time after ${cap} s, or out of memory)"; fi
     printf '### %s: FAILED (%s, %d s)\n\nlast lines of %s.log:\n\n```\n%s\n```\n\n' "$part" "$why" $((SECONDS - start)) \
       "$part" "$(tail -15 "$OUT/$part.log")" >> "$OUT/gpu_check.md"
   fi
@@ -40,4 +43,5 @@ run pretrain-l 110
 run asymmetric 60
 run vitdet 60
 run train 100
-echo "results: $OUT/gpu_check.md"
+echo "results: $OUT/gpu_check.md ($failed part(s) failed)"
+[ "$failed" = 0 ]

@@ -29,12 +29,13 @@ ARCHS = {"tiny": "tiny_patch16", "small": "small_patch16", "base": "base_patch16
          "large": "large_patch16", "huge": "huge_patch14"}
 
 
-AUTOCAST_DTYPES = ("bfloat16", "float16")
+AUTOCAST_DTYPES = ("bfloat16",)  # fp16 needs loss scaling, which a module autocasting its own forward cannot do
 
 
 def check_autocast_dtype(dtype: Optional[str]) -> Optional[str]:
     if dtype not in (None,) + AUTOCAST_DTYPES:
-        raise ValueError(f"autocast_dtype must be None or one of {AUTOCAST_DTYPES}, got {dtype!r}")
+        raise ValueError(f"autocast_dtype must be None or 'bfloat16', got {dtype!r}: fp16 needs loss scaling over the "
+                         f"whole model (tools/train.py --amp fp16, mmengine's AmpOptimWrapper)")
     return dtype
 
 

@@ -31,10 +31,10 @@ def _compile_errors():
 
 def _eager_backward_lowering():
     """Compile the backward graph with the forward (AOTAutograd lowers it lazily, at the first backward)."""
-    try:
-        return torch._functorch.config.patch(force_non_lazy_backward_lowering=True)
-    except (AttributeError, KeyError):  # an older torch: backward failures then surface in loss.backward()
-        return contextlib.nullcontext()
+    from torch._functorch import config
+    if not hasattr(config, "force_non_lazy_backward_lowering"):  # an older torch: backward failures then surface
+        return contextlib.nullcontext()                           # in loss.backward() (patch() fails only on entry)
+    return config.patch(force_non_lazy_backward_lowering=True)
 
 
 class CompiledForward:

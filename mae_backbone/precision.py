@@ -10,7 +10,9 @@
   slower under bf16 autocast than in fp32 on an AVX2 EPYC);
 * other device types (mps, xpu, ...) -> the request unchanged: torch decides there.
 
-``fp16`` needs loss scaling, which mmengine's ``AmpOptimWrapper`` gives on CUDA only: elsewhere it is an error.
+``fp16`` needs loss scaling (mmengine's ``AmpOptimWrapper``, on CUDA and the other accelerators it supports):
+asked of a part that cannot scale the loss it is an error; on a CPU it is an error when asked for explicitly
+(``--amp fp16``) and fp32 with a warning when a config asks for it (``strict=False``).
 ``fp32`` (also ``off`` / ``None`` / ``float32``) is always fp32. Each distinct fallback warns once per process.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -89,6 +92,7 @@ def _cpu_capabilities() -> dict:
         with open("/proc/cpuinfo") as f:
             flags = set(f.read().split())
         caps = dict(avx512_bf16="avx512_bf16" in flags, amx_tile="amx_tile" in flags, bf16="bf16" in flags)
+    caps.setdefault("architecture", platform.machine())
     return caps
 
 
@@ -105,7 +109,7 @@ def _onednn_isa_cap() -> Optional[str]:
 def cpu_native_bf16() -> bool:
     """True when this CPU computes bf16 natively: AVX512-BF16 or AMX (x86), the BF16 extension (Arm)."""
     caps = _cpu_capabilities()
-    if caps.get("architecture", "x86_64") in ("x86_64", "x86", "AMD64"):
+    if caps.get("architecture") in ("x86_64", "x86", "AMD64", "i686"):
         native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16") or caps.get("amx_tile"))
         cap = _onednn_isa_cap()
         if native and cap and not cap.upper().startswith(_ONEDNN_NATIVE_BF16_ISAS):
@@ -143,21 +147,19 @@ def _warn_once(key, message: str) -> None:
 
 
 def resolve_precision(requested: Union[str, torch.dtype, None], device: Union[str, torch.device, None] = None,
-                      loss_scaling: bool = True) -> Precision:
+                      loss_scaling: bool = True, strict: bool = True) -> Precision:
     """What ``requested`` (bf16 / fp16 / fp32) means on ``device`` (default: CUDA when available, else CPU).
 
     ``loss_scaling``: whether the caller can scale the loss (an optimizer wrapper with a grad scaler); when
-    False, an old GPU asked for bf16 gets fp32 instead of fp16. See the module docstring for the rule."""
+    False, an old GPU asked for bf16 gets fp32 instead of fp16, and fp16 is refused. ``strict``: fp16 on a CPU
+    is an error (an explicit request) rather than fp32 with a warning (a config's). See the module docstring."""
     want = canonical_name(requested)
     device = _device(device)
     kind = device.type
     if want == "fp32":
         return Precision("fp32", want, kind)
     if want == "fp16":
-        if kind != "cuda":
-            raise ValueError(f"fp16 needs loss scaling, which runs on CUDA only (mmengine's AmpOptimWrapper); "
-                             f"this run is on {kind}: use bf16 (fp32 where the CPU lacks native bf16) or fp32")
-        return Precision("fp16", want, kind)
+        return _resolve_fp16(device, loss_scaling, strict)
     if native_bf16(device):
         return Precision("bf16", want, kind)
     if kind == "cuda":
@@ -175,6 +177,20 @@ def resolve_precision(requested: Union[str, torch.dtype, None], device: Union[st
                   f"or AMX): torch would emulate it, many times slower than fp32, so running fp32")
     _warn_once((want, kind, got, device.index), f"precision {want} requested: {reason}")
     return Precision(got, want, kind, reason)
+
+
+def _resolve_fp16(device: torch.device, loss_scaling: bool, strict: bool) -> Precision:
+    if not loss_scaling:
+        raise ValueError("fp16 needs loss scaling, which this part cannot do (it autocasts only its own forward): "
+                         "use bf16 here, or --amp fp16, which runs the whole model in fp16 with loss scaling")
+    if device.type != "cpu":
+        return Precision("fp16", "fp16", device.type)
+    reason = ("fp16 needs loss scaling, which mmengine's AmpOptimWrapper runs on CUDA (and NPU / MLU / MUSA), not "
+              "on a CPU: use bf16 (fp32 where the CPU lacks native bf16) or fp32")
+    if strict:
+        raise ValueError(reason)
+    _warn_once(("fp16", "cpu"), f"precision fp16 requested: {reason}; running fp32")
+    return Precision("fp32", "fp16", "cpu", reason + "; running fp32")
 
 
 def autocast(requested: Union[str, torch.dtype, None], device: Union[str, torch.device, None] = None):

@@ -12,11 +12,12 @@ def _fake_rows(speeds, tflops):
     return compare
 
 
-def test_pretrain_part_ratios_point_the_right_way(monkeypatch):
+def test_pretrain_part_ratios_point_the_right_way(monkeypatch, cpu_bf16):
     """Ours over the fastest peer (not the slowest, not inverted), utilisation against the higher of the two
     peak measurements, hit / miss against each goal."""
     import downstream.peers
     import mae_backbone.benchmark as mb
+    cpu_bf16(True)
     speeds = {"fp32": dict(ours=3.0, hf=2.5, mmpretrain=2.0), "bf16": dict(ours=6.5, hf=5.0, mmpretrain=5.5)}
     tflops = {"fp32": dict(ours=0.19, hf=0.15, mmpretrain=0.12), "bf16": dict(ours=0.4, hf=0.3, mmpretrain=0.33)}
     peaks = iter([0.18e12, 0.2e12, 0.8e12, 0.7e12])
@@ -32,6 +33,21 @@ def test_pretrain_part_ratios_point_the_right_way(monkeypatch):
     assert t["bf16 utilisation"]["value"] == pytest.approx(0.4 / 0.8) and not t["bf16 utilisation"]["hit"]
     assert "mmpretrain" in t["bf16 step vs fastest peer"]["detail"]
     assert res["missing_peers"] == [] and res["table"].count("\n| bf16 |") == 3
+
+
+def test_pretrain_part_skips_bf16_where_it_would_be_emulated(monkeypatch, cpu_bf16):
+    import downstream.peers
+    import mae_backbone.benchmark as mb
+    cpu_bf16(False)
+    speeds, tflops = {"fp32": dict(ours=3.0, hf=2.5)}, {"fp32": dict(ours=0.19, hf=0.15)}
+    monkeypatch.setattr(mb, "compare_pretrain_steps", _fake_rows(speeds, tflops))
+    monkeypatch.setattr(mb, "matmul_peak", lambda dtype, device: 0.2e12)
+    monkeypatch.setattr(downstream.peers, "enable_mmpretrain_peer", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        res = run_part("pretrain", "quick", log=lambda m: None)
+    names = [x["name"] for x in res["targets"]]
+    assert names == ["fp32 step vs fastest peer", "fp32 utilisation"]
+    assert "| bf16 | skipped: this CPU" in res["table"] and res["table"].count("\n| fp32 |") == 2
 
 
 def test_memory_target_is_a_ceiling():

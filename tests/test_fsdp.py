@@ -56,12 +56,12 @@ def test_fsdp_needs_processes_and_original_parameters():
         runner_type(fsdp_cfg(), "none")
     with pytest.raises(ValueError, match="use_orig_params=True"):
         runner_type(fsdp_cfg(model_wrapper=dict(use_orig_params=False)), "pytorch")
-    cfg = fsdp_cfg(state_dict_cfg="full")
+    cfg = fsdp_cfg(state_dict_cfg="full", model_wrapper=dict(sync_module_states=True))
     assert runner_type(cfg, "pytorch") == "FlexibleRunner"
     wrapper = cfg.strategy.model_wrapper
     assert cfg.strategy.type == "ResumableFSDPStrategy" and wrapper.use_orig_params is True
     if not torch.cuda.is_available():  # CPU FSDP (gloo): no CUDA index, no offloading of CPU tensors
-        assert wrapper.device_id == "cpu"
+        assert wrapper.device_id == "cpu" and "sync_module_states" not in wrapper  # GPU-only in torch
         assert cfg.strategy.state_dict_cfg.optim_state_dict_config.offload_to_cpu is False
 
 
@@ -89,7 +89,8 @@ def test_fsdp_paper_configs_keep_the_recipe(name):
     assert cfg.runner_type == "FlexibleRunner" and cfg.strategy.type == "FSDPStrategy"
     assert cfg.strategy.state_dict_cfg == "full"
     w = cfg.strategy.model_wrapper
-    assert (w.auto_wrap_policy, w.sharding_strategy, w.use_orig_params) == ("vit_block_wrap_policy", "FULL_SHARD", True)
+    assert (w.auto_wrap_policy, w.sharding_strategy, w.use_orig_params, w.sync_module_states) == (
+        "vit_block_wrap_policy", "FULL_SHARD", True, True)
     assert w.mixed_precision == dict(param_dtype="bfloat16", reduce_dtype="float32", buffer_dtype="float32")
     assert cfg.model.grad_checkpointing is True
     for key in ("optim_wrapper", "param_scheduler", "train_cfg", "train_dataloader", "blr"):
@@ -193,3 +194,14 @@ def test_build_runner_adds_the_check(tmp_path, photo_dir):
                              train_dataloader=dict(dataset=dict(root=str(photo_dir)))))
     runner = build_runner(cfg)
     assert any(type(h).__name__ == "MMCVOpsCheckHook" for h in runner.hooks)
+
+
+def test_replica_check_refuses_sharded_models(monkeypatch):
+    from types import SimpleNamespace
+
+    from mae_backbone.engine import hooks
+    hook = hooks.ReplicaCheckHook()
+    hook.before_train(SimpleNamespace(model=torch.nn.Linear(2, 2)))  # plain / DDP models: fine
+    monkeypatch.setattr(hooks, "is_fsdp", lambda model: True)
+    with pytest.raises(ValueError, match="under FSDP each rank holds a different shard"):
+        hook.before_train(SimpleNamespace(model=torch.nn.Linear(2, 2)))

@@ -112,27 +112,68 @@ def installed(monkeypatch, tmp_path):
     return set_ops, record
 
 
-def test_installed_build_must_match_the_plan(installed):
+def test_installed_build_must_serve_the_plan(installed):
     set_ops, record = installed
+    cpu_plan, h200_plan = mb.plan(CPU_BOX, {}), mb.plan(H200_BOX, {})
     cpu_ops = dict(ext="/venv/mmcv/_ext.so", size=100, mtime=5, cuda="not available")
     set_ops(None)
-    assert mb.installed_matches("k-cpu", False) == (False, "no usable mmcv 2.1.0 with compiled ops")
+    assert mb.installed_matches(cpu_plan) == (False, "no usable mmcv 2.1.0 with compiled ops")
     set_ops(cpu_ops)
-    ok, why = mb.installed_matches("k-cu13.0-sm90", True)  # CPU ops on a GPU machine: rebuild
+    ok, why = mb.installed_matches(h200_plan)  # CPU ops on a GPU machine: rebuild
     assert not ok and "without CUDA" in why
     set_ops(dict(cpu_ops, cuda="13.0"))
-    ok, why = mb.installed_matches("k-cpu", False)  # and the reverse
+    ok, why = mb.installed_matches(cpu_plan)  # and the reverse
     assert not ok and "with CUDA 13.0" in why
     set_ops(cpu_ops)
-    ok, why = mb.installed_matches("k-cpu", False)  # built elsewhere, no record: accepted, said so
+    ok, why = mb.installed_matches(cpu_plan)  # built elsewhere, no record: accepted, said so
     assert ok and "not built by this script" in why
-    mb.record("k-cpu")
-    assert json.loads(record.read_text())["key"] == "k-cpu"
-    assert mb.installed_matches("k-cpu", False)[0]
-    ok, why = mb.installed_matches("k2-cpu", False)  # another torch / Python: rebuild
-    assert not ok and "k-cpu" in why and "k2-cpu" in why
+    mb.record(cpu_plan)
+    assert json.loads(record.read_text())["key"] == "torch2.14.1-py311-cpu"
+    assert mb.installed_matches(cpu_plan)[0]
+    ok, why = mb.installed_matches(mb.plan(dict(CPU_BOX, torch="2.15.0"), {}))  # another torch: rebuild
+    assert not ok and "torch2.14.1-py311-cpu" in why and "torch2.15.0-py311-cpu" in why
     set_ops(dict(cpu_ops, mtime=6))  # reinstalled by hand since
-    assert mb.installed_matches("k-cpu", False) == (False, "mmcv was reinstalled since its build was recorded")
+    assert mb.installed_matches(cpu_plan) == (False, "mmcv was reinstalled since its build was recorded")
+    with pytest.raises(SystemExit, match="not recording it"):
+        mb.record(h200_plan)  # CPU ops installed where CUDA ops were planned (mmcv's setup.py decided otherwise)
+
+
+def test_a_multi_architecture_build_serves_each_gpu_it_covers(installed):
+    """A login node's MMCV_CUDA=1 build (7.5;8.0;8.6;9.0+PTX) in a shared environment serves H100 and L4 nodes,
+    not a V100 one; a single-architecture build serves only its own."""
+    set_ops, _ = installed
+    set_ops(dict(ext="/venv/mmcv/_ext.so", size=100, mtime=5, cuda="13.0"))
+    mb.record(mb.plan(CPU_BOX, {"MMCV_CUDA": "1"}))
+    for cc, ok in (((9, 0), True), ((8, 9), True), ((8, 0), True), ((10, 0), True), ((7, 5), True)):
+        assert mb.installed_matches(mb.plan(dict(H200_BOX, gpus=[cc]), {}))[0] is ok, cc
+    mb.record(mb.plan(H200_BOX, {}))  # sm_90 only
+    ok, why = mb.installed_matches(mb.plan(dict(H200_BOX, gpus=[(8, 0)]), {}))
+    assert not ok and "no code for compute capability 8.0" in why
+    assert mb.installed_matches(mb.plan(CPU_BOX, {"MMCV_CUDA": "1", "TORCH_CUDA_ARCH_LIST": "9.0"}))[0]
+    ok, why = mb.installed_matches(mb.plan(CPU_BOX, {"MMCV_CUDA": "1"}))  # the build host asks for more
+    assert not ok and "lacks 7.5;8.0;8.6;9.0+PTX" in why
+
+
+@pytest.mark.parametrize("archs, gpu, ok", [
+    (["8.0"], (8, 6), True), (["8.6"], (8, 0), False), (["9.0"], (10, 0), False), (["9.0+PTX"], (12, 0), True),
+    (["9.0a"], (9, 0), True), (["8.0a"], (8, 6), False), (["7.5", "8.6"], (8, 9), True)])
+def test_runs_on(archs, gpu, ok):
+    assert mb.runs_on(archs, gpu) is ok
+
+
+def test_cuda_home_without_nvcc_is_named(monkeypatch):
+    with pytest.raises(mb.PlanError, match="CUDA_HOME=/nope has no bin/nvcc"):
+        mb.plan(dict(H200_BOX, nvcc=None, bad_cuda_home="CUDA_HOME=/nope"), {})
+    assert not mb.plan(dict(CPU_BOX, nvcc=None, bad_cuda_home="CUDA_HOME=/nope"), {})["cuda"]  # CPU ops: irrelevant
+    monkeypatch.setenv("CUDA_HOME", "/nope")
+    assert mb._find_nvcc() == (None, "CUDA_HOME=/nope")
+
+
+def test_gpu_with_cpu_torch_warns():
+    p = mb.plan(dict(H200_BOX, torch="2.14.1+cpu", torch_cuda=None), {})
+    assert not p["cuda"] and "torch is a CPU build" in p["reason"]
+    with pytest.raises(mb.PlanError, match="MAX_JOBS='auto'"):
+        mb.plan(CPU_BOX, {"MAX_JOBS": "auto"})
 
 
 def _run_wrapper(tmp_path, wrapper: str, real_var: str, args):

@@ -18,13 +18,15 @@ ROOT = osp.join(osp.dirname(__file__), "..")
 
 @pytest.fixture
 def gpu(monkeypatch):
-    """Simulate a CUDA device of compute capability ``cc`` (a tuple) for the precision rule."""
+    """Simulate a CUDA device of compute capability ``cc`` (a tuple) for the precision rule (the real threshold
+    in ``cuda_native_bf16`` decides)."""
     def set_cc(cc):
-        monkeypatch.setattr(precision, "cuda_native_bf16", lambda index: cc >= (8, 0))
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: cc)
         monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
         monkeypatch.setattr(precision, "_WARNED", set())
-    return set_cc
+        precision.cuda_native_bf16.cache_clear()
+    yield set_cc
+    precision.cuda_native_bf16.cache_clear()
 
 
 # ----------------------------------------------------------------------------- the rule
@@ -57,12 +59,19 @@ def test_cpu_without_native_bf16_runs_fp32_with_one_warning(cpu_bf16):
         assert resolve_precision("bf16", "cpu").name == "fp32"
 
 
-def test_fp32_is_fp32_and_fp16_needs_cuda(cpu_bf16):
+def test_fp32_is_fp32_and_fp16_needs_loss_scaling_off_the_cpu(cpu_bf16, gpu):
     cpu_bf16(True)
     for req in ("fp32", "off", None):
         assert resolve_precision(req, "cpu").name == "fp32"
-    with pytest.raises(ValueError, match="fp16 needs loss scaling, which runs on CUDA only"):
-        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="fp16 needs loss scaling, which mmengine's AmpOptimWrapper runs on CUDA"):
+        resolve_precision("fp16", "cpu")  # asked for explicitly (--amp fp16)
+    with pytest.warns(RuntimeWarning, match="running fp32"):
+        assert resolve_precision("fp16", "cpu", strict=False).name == "fp32"  # a config's AmpOptimWrapper
+    gpu((7, 0))
+    assert resolve_precision("fp16", "cuda").name == "fp16"
+    assert resolve_precision("fp16", "mps").name == "fp16"  # other accelerators: torch / mmengine decide
+    with pytest.raises(ValueError, match="this part cannot do"):
+        resolve_precision("fp16", "cuda", loss_scaling=False)
 
 
 @pytest.mark.parametrize("cc, scaling, expected", [((9, 0), True, "bf16"), ((8, 0), False, "bf16"),
@@ -101,6 +110,7 @@ def test_cpu_native_bf16_from_feature_flags(monkeypatch, caps, env, native):
         precision.cpu_native_bf16.cache_clear()
 
 
+@pytest.mark.skipif(not hasattr(torch.cpu, "get_capabilities"), reason="torch < 2.9 has no get_capabilities")
 def test_this_cpu_is_read_from_torch():
     """The real query agrees with torch's own flags (whatever this machine is)."""
     precision.cpu_native_bf16.cache_clear()
@@ -147,12 +157,10 @@ def test_amp_flag_overrides_the_config(cpu_bf16):
     assert cfg.optim_wrapper.type == "OptimWrapper" and "dtype" not in cfg.optim_wrapper
     set_amp(cfg, "bf16", device="cpu")
     assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ("AutocastOptimWrapper", "bfloat16")
-    with pytest.raises(ValueError, match="CUDA only"):
+    with pytest.raises(ValueError, match="not on a CPU"):
         set_amp(cfg, "fp16", device="cpu")
     with pytest.raises(ValueError, match="amp must be one of"):
         set_amp(cfg, "int8", device="cpu")
-    other = Config(dict(optim_wrapper=dict(type="MyWrapper")))
-    assert set_amp(other, device="cpu") is None and other.optim_wrapper.type == "MyWrapper"  # not ours to change
 
 
 def test_detection_config_autocasts_backbone_and_neck_only(cpu_bf16, gpu):
@@ -195,7 +203,7 @@ def test_fsdp_mixed_precision_follows(cpu_bf16, gpu):
     c = cfg()
     with pytest.warns(RuntimeWarning):
         set_amp(c, device="cpu")
-    assert "mixed_precision" not in c.strategy.model_wrapper and c.optim_wrapper.type == "OptimWrapper"
+    assert c.strategy.model_wrapper.mixed_precision is None and c.optim_wrapper.type == "OptimWrapper"
     gpu((7, 0))
     c = cfg()
     with pytest.warns(RuntimeWarning):
@@ -246,3 +254,86 @@ def test_benchmark_rows_report_the_precision_that_ran(cpu_bf16):
     assert rows[0]["dtype"] == "fp32"
     cpu_bf16(True)
     assert ran_precision("bf16", "cpu") == "bf16" and ran_precision("fp32", "cpu") == "fp32"
+
+
+def test_config_fp16_and_loss_scale(cpu_bf16, gpu):
+    from mae_backbone.engine.amp import set_amp
+
+    def amp_cfg(**kw):
+        return Config(dict(optim_wrapper=dict(type="AmpOptimWrapper", loss_scale=512.0, optimizer=dict(type="SGD"),
+                                              **kw)))
+    cpu_bf16(True)
+    cfg = amp_cfg(use_fsdp=True)
+    with pytest.warns(RuntimeWarning, match="running fp32"):  # e.g. tools/test.py of an fp16 config on a CPU
+        assert set_amp(cfg, device="cpu").name == "fp32"
+    assert dict(cfg.optim_wrapper) == dict(type="OptimWrapper", optimizer=dict(type="SGD"))  # AMP-only keys gone
+    with pytest.raises(ValueError, match="not on a CPU"):
+        set_amp(amp_cfg(), "fp16", device="cpu")
+    gpu((9, 0))
+    cfg = amp_cfg()
+    set_amp(cfg, device="cuda")
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype, cfg.optim_wrapper.loss_scale) == (
+        "AmpOptimWrapper", "float16", 512.0)  # the config's own loss scale stays
+    cfg = amp_cfg(dtype="bfloat16")
+    set_amp(cfg, device="cuda")
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ("AmpOptimWrapper", "bfloat16")  # as asked
+    cfg = amp_cfg(dtype="bfloat16")
+    set_amp(cfg, device="cpu")  # mmengine's AMP wrapper refuses CPUs: the same bf16 by autocast
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ("AutocastOptimWrapper", "bfloat16")
+    assert "loss_scale" not in cfg.optim_wrapper
+
+
+def test_a_config_request_changes_only_what_asked(cpu_bf16):
+    pytest.importorskip("mmdet")
+    from mae_backbone.engine.amp import set_amp
+    cpu_bf16(True)
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py"))
+    cfg.model.backbone.autocast_dtype = None  # only the neck asks
+    set_amp(cfg, device="cpu")
+    assert (cfg.model.backbone.autocast_dtype, cfg.model.neck.autocast_dtype) == (None, "bfloat16")
+    set_amp(cfg, "bf16", device="cpu")  # --amp sets every part
+    assert cfg.model.backbone.autocast_dtype == "bfloat16"
+    fsdp = Config(dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD")),
+                       strategy=dict(type="FSDPStrategy", model_wrapper=dict(mixed_precision=dict(param_dtype="bf16")))))
+    set_amp(fsdp, device="cpu")
+    assert fsdp.optim_wrapper.type == "OptimWrapper"  # FSDP's bf16 parameters asked; no autocast added
+    assert fsdp.strategy.model_wrapper.mixed_precision.param_dtype == "bfloat16"
+    none = Config(dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD")),
+                       strategy=dict(type="FSDPStrategy", model_wrapper=dict(mixed_precision=None))))
+    set_amp(none, "bf16", device="cpu")
+    assert none.strategy.model_wrapper.mixed_precision is None  # not switched on by --amp
+
+
+def test_unknown_wrapper_types_are_left_alone_or_refused(cpu_bf16):
+    from mae_backbone.engine.amp import set_amp
+    cpu_bf16(True)
+    cfg = Config(dict(optim_wrapper=dict(type="OptimWrapperDict")))
+    set_amp(cfg, device="cpu")
+    assert cfg.optim_wrapper == dict(type="OptimWrapperDict")
+    with pytest.raises(ValueError, match="cannot change optim_wrapper type 'OptimWrapperDict'"):
+        set_amp(cfg, "off", device="cpu")
+
+
+def test_build_runner_applies_amp(tmp_path, photo_dir, cpu_bf16):
+    from mae_backbone.engine import build_runner
+    demo = osp.join(ROOT, "configs", "mae", "mae_vit-demo-p8_1xb32-40e_photos.py")
+
+    def cfg():
+        c = Config.fromfile(demo)
+        c.merge_from_dict(dict(work_dir=str(tmp_path), optim_wrapper=dict(type="AutocastOptimWrapper", dtype="bfloat16"),
+                               model=dict(img_size=32, patch_size=8, depth=1, decoder_depth=1),
+                               train_dataloader=dict(dataset=dict(root=str(photo_dir)))))
+        return c
+    cpu_bf16(True)
+    assert build_runner(cfg(), amp="off").cfg.optim_wrapper.type == "OptimWrapper"
+    assert build_runner(cfg()).cfg.optim_wrapper.type == "AutocastOptimWrapper"
+    cpu_bf16(False)
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        assert build_runner(cfg()).cfg.optim_wrapper.type == "OptimWrapper"
+
+
+def test_backbone_refuses_fp16_autocast():
+    pytest.importorskip("mmdet")
+    from downstream import MAEViT
+    with pytest.raises(ValueError, match="--amp fp16"):
+        MAEViT(arch=dict(embed_dim=64, depth=2, num_heads=2), img_size=32, out_indices=(1,), autocast_dtype="float16")

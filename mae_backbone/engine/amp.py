@@ -4,8 +4,8 @@ Where a config asks for precision: ``optim_wrapper`` (``AutocastOptimWrapper`` b
 bf16), the ``autocast_dtype`` of an ``MAEViT`` backbone and a ``ViTDetSimplePyramid`` neck (detection: mmcv's
 RoIAlign / NMS have no bf16 kernels, so only those parts autocast and the heads stay fp32), and an FSDP
 strategy's ``model_wrapper.mixed_precision``. :func:`set_amp` reads the request (or takes ``--amp``), asks
-:func:`mae_backbone.precision.resolve_precision` what it means on this device, and writes the answer into each
-of those places, so that they agree.
+:func:`mae_backbone.precision.resolve_precision` what it means on this device, and writes the answer back: into
+the places that asked (a config's own request), or into every place that can take it (``--amp``).
 """
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from ..precision import Precision, canonical_name, resolve_precision
 
 AMP_CHOICES = ("bf16", "fp16", "off")
 _PART_TYPES = {"backbone": ("MAEViT",), "neck": ("ViTDetSimplePyramid",)}  # parts that autocast themselves
+# optimizer wrappers this understands, and the arguments only each of them takes
+_WRAPPER_KEYS = {"OptimWrapper": (), "AutocastOptimWrapper": ("dtype", "device_type"),
+                 "AmpOptimWrapper": ("dtype", "loss_scale", "use_fsdp")}
 
 
 def _autocast_parts(cfg: Config) -> list:
@@ -28,8 +31,14 @@ def _autocast_parts(cfg: Config) -> list:
     return [model[p] for p, types in _PART_TYPES.items() if model.get(p, {}).get("type") in types]
 
 
+def _fsdp_precision(cfg: Config):
+    """The FSDP strategy's ``mixed_precision`` dict (None when the config sets none)."""
+    return (((cfg.get("strategy") or {}).get("model_wrapper") or {}).get("mixed_precision")) or None
+
+
 def requested_precision(cfg: Config) -> str:
-    """What the config asks for: ``bf16``, ``fp16`` or ``fp32`` (the optimizer wrapper first, then the parts)."""
+    """What the config asks for: ``bf16``, ``fp16`` or ``fp32`` (the optimizer wrapper first, then the parts,
+    then FSDP's parameter dtype)."""
     ow = cfg.get("optim_wrapper", {}) or {}
     kind = ow.get("type", "OptimWrapper")
     if kind == "AutocastOptimWrapper":
@@ -39,65 +48,69 @@ def requested_precision(cfg: Config) -> str:
     for part in _autocast_parts(cfg):
         if part.get("autocast_dtype"):
             return canonical_name(part.autocast_dtype)
-    fsdp = (cfg.get("strategy") or {}).get("model_wrapper", {}) or {}
-    return canonical_name((fsdp.get("mixed_precision") or {}).get("param_dtype"))
+    return canonical_name((_fsdp_precision(cfg) or {}).get("param_dtype"))
 
 
-def _set_wrapper(ow, kind: str, **fields) -> None:
-    for key in ("dtype", "loss_scale", "device_type"):
-        ow.pop(key, None)
-    ow.type = kind
-    ow.update(fields)
+def _wrapper_kind(kind: str, prec: Precision, explicit: bool, parts: bool) -> str:
+    if prec.name == "fp16":
+        return "AmpOptimWrapper"  # anything in fp16 needs the loss scaled
+    if prec.name == "fp32":
+        return "OptimWrapper"
+    if explicit:
+        return "OptimWrapper" if parts else "AutocastOptimWrapper"
+    if kind == "AmpOptimWrapper" and prec.device_type == "cpu":
+        return "AutocastOptimWrapper"  # mmengine's AMP wrapper refuses CPUs; bf16 needs no loss scale anyway
+    return kind  # bf16 as the config asked: its own wrapper (autocast, AMP in bf16, or parts / FSDP in bf16)
 
 
-def set_amp(cfg: Config, amp: Optional[str] = None, device: Optional[str] = None) -> Optional[Precision]:
+def _set_wrapper(ow, kind: str, prec: Precision) -> None:
+    old = ow.get("type", "OptimWrapper")
+    if kind != old:
+        for key in _WRAPPER_KEYS[old]:
+            ow.pop(key, None)
+        ow.type = kind
+    if kind == "AmpOptimWrapper" and prec.name == "fp16":
+        ow.dtype = "float16"
+        ow.setdefault("loss_scale", "dynamic")  # a config's own loss scale (e.g. 512.) stays
+    elif kind == "AutocastOptimWrapper":
+        ow.dtype = "bfloat16"
+
+
+def set_amp(cfg: Config, amp: Optional[str] = None, device: Optional[str] = None) -> Precision:
     """Make ``cfg`` run ``amp`` (``bf16`` / ``fp16`` / ``off``; None: what the config asks for) as the device
-    allows (:func:`~mae_backbone.precision.resolve_precision`); returns the resolved precision, or None for a
-    config without an ``optim_wrapper`` of a kind this understands and no ``amp`` given.
+    allows (:func:`~mae_backbone.precision.resolve_precision`); returns the resolved precision.
 
     bf16 -> ``AutocastOptimWrapper`` (detection: the backbone / neck ``autocast_dtype``, heads fp32);
-    fp16 -> ``AmpOptimWrapper`` with dynamic loss scaling over the whole model (mmcv's ops have fp16 kernels);
-    fp32 -> ``OptimWrapper``. An FSDP strategy's ``mixed_precision.param_dtype`` follows."""
+    fp16 -> ``AmpOptimWrapper`` with dynamic loss scaling (a config's own ``loss_scale`` is kept) over the whole
+    model (mmcv's ops have fp16 kernels); fp32 -> ``OptimWrapper``. An FSDP strategy's ``mixed_precision`` follows.
+    A config's own request only changes the places that asked; ``amp`` sets them all and refuses an optimizer
+    wrapper type it does not know. A config's fp16 on a CPU runs fp32 with a warning (``--amp fp16`` is refused)."""
     if amp is not None and amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {AMP_CHOICES}, got {amp!r}")
+    explicit = amp is not None
     ow = cfg.get("optim_wrapper")
-    if amp is None and (ow is None or ow.get("type", "OptimWrapper") not in
-                        ("OptimWrapper", "AutocastOptimWrapper", "AmpOptimWrapper")):
-        return None
+    kind = ow.get("type", "OptimWrapper") if ow is not None else None
+    if kind is not None and kind not in _WRAPPER_KEYS:
+        if explicit:
+            raise ValueError(f"--amp {amp} cannot change optim_wrapper type {kind!r} (it knows "
+                             f"{', '.join(_WRAPPER_KEYS)}): set the precision in the config instead")
+        ow = None  # not ours to change
     if device is None:
         from mmengine.device import get_device
         device = get_device()
-    want = canonical_name(amp) if amp is not None else requested_precision(cfg)
-    prec = resolve_precision(want, device, loss_scaling=True)
-    parts = _autocast_parts(cfg)
+    want = canonical_name(amp) if explicit else requested_precision(cfg)
+    prec = resolve_precision(want, device, loss_scaling=True, strict=explicit)
+    parts = [p for p in _autocast_parts(cfg) if explicit or p.get("autocast_dtype")]
     for part in parts:
         part.autocast_dtype = prec.dtype_name if prec.name == "bf16" else None
     if ow is not None:
-        if prec.name == "fp16":
-            _set_wrapper(ow, "AmpOptimWrapper", dtype="float16", loss_scale="dynamic")
-        elif prec.name == "bf16" and not parts:
-            _set_wrapper(ow, "AutocastOptimWrapper", dtype="bfloat16")
-        else:
-            _set_wrapper(ow, "OptimWrapper")
-    _set_fsdp_precision(cfg, prec)
-    if prec.name != want or amp is not None:
+        _set_wrapper(ow, _wrapper_kind(kind, prec, explicit, bool(parts)), prec)
+    mp = _fsdp_precision(cfg)
+    if mp is not None:
+        cfg.strategy.model_wrapper.mixed_precision = None if prec.dtype is None else dict(
+            mp, param_dtype=prec.dtype_name, reduce_dtype=mp.get("reduce_dtype", "float32"),
+            buffer_dtype=mp.get("buffer_dtype", "float32"))
+    if prec.name != want or explicit:
         print_log(f"precision: {want} requested, {prec.name} on {prec.device_type}"
                   + (f" ({prec.reason})" if prec.reason else ""), logger="current")
     return prec
-
-
-def _set_fsdp_precision(cfg: Config, prec: Precision) -> None:
-    """FSDP's own mixed precision (parameters all-gathered in bf16 / fp16) follows the resolved precision;
-    gradients are reduced in float32 either way."""
-    strategy = cfg.get("strategy") or {}
-    wrapper = strategy.get("model_wrapper") or {}
-    if "mixed_precision" not in wrapper:
-        return
-    if prec.dtype is None:
-        wrapper.pop("mixed_precision")
-    else:
-        mp = dict(wrapper.mixed_precision or {})
-        mp["param_dtype"] = prec.dtype_name
-        mp.setdefault("reduce_dtype", "float32")
-        mp.setdefault("buffer_dtype", "float32")
-        wrapper.mixed_precision = mp

@@ -18,6 +18,7 @@ from typing import Dict, Optional
 import torch
 from mmengine._strategy import FSDPStrategy
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import FUNCTIONS, STRATEGIES
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -132,6 +133,9 @@ def _complete_fsdp(cfg: Config, strategy, launcher: str) -> None:
     if not torch.cuda.is_available():
         # mmengine passes device_id=int(LOCAL_RANK), a CUDA index; torch's FSDP runs on CPU (gloo) when told so
         wrapper["device_id"] = "cpu"
+        if wrapper.pop("sync_module_states", False):
+            # torch's FSDP broadcasts module states on GPUs only; on CPU every rank shards its own initialisation
+            print_log("FSDP on CPU: sync_module_states is not supported there and was dropped", logger="current")
         if strategy.get("state_dict_cfg") == "full":
             # offload_to_cpu (mmengine's 'full') of tensors already on the CPU aliases torch's gather buffers: the
             # optimizer state round-trips with exp_avg overwritten by exp_avg_sq (torch 2.14, gloo), so a resumed

@@ -203,6 +203,11 @@ class ReplicaCheckHook(Hook):
         return {name: hashlib.sha256(t.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
                 for name, t in list(model.named_parameters()) + list(model.named_buffers())}
 
+    def before_train(self, runner) -> None:
+        if is_fsdp(runner.model):
+            raise ValueError("ReplicaCheckHook compares whole replicas (DDP); under FSDP each rank holds a different "
+                             "shard of the weights: remove it from custom_hooks")
+
     def check(self, runner, done_iters: int) -> None:
         """Compare all ranks' weights after ``done_iters`` iterations; raise on any difference."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

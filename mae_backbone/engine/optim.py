@@ -101,7 +101,7 @@ class MAELars(Lars):
 class AutocastOptimWrapper(OptimWrapper):
     """Mixed precision by ``torch.autocast`` on CPU or GPU, without loss scaling (for bfloat16).
 
-    mmengine's ``AmpOptimWrapper`` requires CUDA and always scales the loss; bfloat16 has float32's range and
+    mmengine's ``AmpOptimWrapper`` refuses CPUs and always scales the loss; bfloat16 has float32's range and
     needs no scaling. What bfloat16 means on the device is :func:`mae_backbone.precision.resolve_precision`'s
     answer: fp32 (with a warning) on a CPU or GPU without native bf16 (``build_runner`` turns a config's
     request into fp16 with loss scaling on such GPUs before this is built).
@@ -112,6 +112,9 @@ class AutocastOptimWrapper(OptimWrapper):
         if canonical_name(dtype) != "bf16":
             raise ValueError(f"AutocastOptimWrapper runs bfloat16 only (got {dtype!r}): float16 needs loss "
                              f"scaling, use type='AmpOptimWrapper', dtype='float16' on CUDA (--amp fp16)")
+        if device_type is None:
+            from mmengine.device import get_device
+            device_type = get_device()  # cuda, npu, mlu, musa, mps or cpu: where mmengine puts the model
         self.precision = resolve_precision(dtype, device_type, loss_scaling=False)
         self.dtype = self.precision.dtype  # None when the device runs fp32
         self.device_type = self.precision.device_type

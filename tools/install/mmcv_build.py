@@ -17,7 +17,10 @@ The decision (:func:`plan`, a pure function of the machine's facts and the envir
 * ``MAX_JOBS``: from the environment, else the CPU count, at most one job per 2 GiB of memory (nvcc jobs).
 
 The build key (torch version, Python, CPU or CUDA version + architectures) names the wheel cache folder and is
-recorded next to the installed mmcv, so a CPU-ops wheel is never reused on a GPU machine, nor the reverse.
+recorded next to the installed mmcv, so a CPU-ops wheel is never reused on a GPU machine, nor the reverse. An
+installed CUDA build serves a machine when torch, Python and the CUDA version match and its architectures run on
+every visible GPU (the same major version at an equal or lower minor, or PTX at or below the GPU's), so a
+multi-architecture build made on a login node serves the GPU nodes of a shared environment.
 """
 from __future__ import annotations
 
@@ -41,11 +44,29 @@ class PlanError(Exception):
     """The machine cannot build what was asked; the message names the fix."""
 
 
-def _arch_value(arch: str) -> float:
-    m = re.fullmatch(r"(\d+)\.(\d+)(\+PTX)?a?", arch.strip())
+def _parse_arch(arch: str) -> Tuple[int, int, bool, bool]:
+    """``'9.0+PTX'`` -> (9, 0, ptx=True, arch_specific=False); ``'9.0a'`` -> (9, 0, False, True)."""
+    m = re.fullmatch(r"(\d+)\.(\d+)(a?)(\+PTX)?", arch.strip())
     if not m:
         raise PlanError(f"TORCH_CUDA_ARCH_LIST entry {arch!r} is not like '8.0' or '9.0+PTX'")
-    return int(m.group(1)) + int(m.group(2)) / 10
+    return int(m.group(1)), int(m.group(2)), bool(m.group(4)), bool(m.group(3))
+
+
+def _arch_value(arch: str) -> float:
+    major, minor, _, _ = _parse_arch(arch)
+    return major + minor / 10
+
+
+def runs_on(archs: Sequence[str], gpu: Tuple[int, int]) -> bool:
+    """Whether code built for ``archs`` runs on a GPU of compute capability ``gpu``: machine code of the same major
+    version and an equal or lower minor (``a`` variants: that exact GPU only), or PTX for an equal or lower one."""
+    for arch in archs:
+        major, minor, ptx, specific = _parse_arch(arch)
+        if (major, minor) == tuple(gpu) or (ptx and (major, minor) <= tuple(gpu)):
+            return True
+        if not specific and major == gpu[0] and minor <= gpu[1]:
+            return True
+    return False
 
 
 def _major(version: Optional[str]) -> Optional[int]:
@@ -65,6 +86,10 @@ def plan(facts: Dict, env: Dict[str, str]) -> Dict:
     if choice not in ("", "0", "1"):
         raise PlanError(f"MMCV_CUDA={choice!r}: use MMCV_CUDA=1 (CUDA ops) or MMCV_CUDA=0 (CPU ops), or leave it unset")
     torch_cuda, nvcc, gpus = facts.get("torch_cuda"), facts.get("nvcc"), list(facts.get("gpus") or [])
+    bad_home = facts.get("bad_cuda_home")
+    if bad_home and (choice == "1" or (choice == "" and torch_cuda and gpus)):
+        raise PlanError(f"{bad_home} has no bin/nvcc: point CUDA_HOME (or CUDA_PATH) at the CUDA toolkit's folder, or "
+                        f"unset it to use the nvcc on PATH or in /usr/local/cuda")
     if choice == "1":
         if not torch_cuda:
             raise PlanError(f"MMCV_CUDA=1 but torch {facts['torch']} is a CPU build: install a CUDA build of torch "
@@ -81,13 +106,17 @@ def plan(facts: Dict, env: Dict[str, str]) -> Dict:
         missing = [what for what, ok in (("a CUDA build of torch", torch_cuda), ("a CUDA toolkit (nvcc)", nvcc),
                                          ("a visible GPU", gpus)) if not ok]
         cuda, reason = False, "no " + " / ".join(m.split(" ", 1)[1] if m.startswith("a ") else m for m in missing)
-        if gpus and torch_cuda and not nvcc:
+        if gpus and not nvcc:
             reason += ("; WARNING: this machine has a GPU, but mmcv's RoIAlign / NMS will have no CUDA kernels: "
                        "install a CUDA toolkit and rerun (docs/install.md), or set MMCV_CUDA=0 to build CPU ops")
+        if gpus and not torch_cuda:
+            reason += ("; WARNING: this machine has a GPU, but torch is a CPU build: install a CUDA build of torch "
+                       "(docs/install.md) and rerun")
     key = f"torch{facts['torch'].split('+')[0]}-py{facts['python']}"
-    out = dict(cuda=cuda, arch_list=None, max_jobs=_max_jobs(facts, env), reason=reason, include_path="", cuda_home=None)
+    out = dict(cuda=cuda, arch_list=None, archs=[], gpus=gpus, max_jobs=_max_jobs(facts, env), reason=reason,
+               include_path="", cuda_home=None)
     if not cuda:
-        return dict(out, key=key + "-cpu")
+        return dict(out, key=key + "-cpu", base=key + "-cpu")
     if _major(facts.get("nvcc_version")) != _major(torch_cuda):
         raise PlanError(f"nvcc {facts.get('nvcc_version')} ({nvcc}) does not match torch's CUDA {torch_cuda}: "
                         f"install a CUDA {_major(torch_cuda)}.x toolkit (set CUDA_HOME to it), or a torch built "
@@ -101,12 +130,15 @@ def plan(facts: Dict, env: Dict[str, str]) -> Dict:
                         f"(its minimum is 7.5): V100 / P100 need a CUDA 12 torch and a CUDA 12 toolkit "
                         f"(docs/install.md, 'Older GPUs')")
     tag = "-".join(a.replace(".", "").replace("+PTX", "ptx").lower() for a in archs)
-    return dict(out, arch_list=";".join(archs), key=f"{key}-cu{torch_cuda}-sm{tag}",
-                include_path=os.pathsep.join(facts.get("cuda_lib_includes") or []), cuda_home=facts.get("cuda_home"))
+    return dict(out, arch_list=";".join(archs), archs=archs, base=f"{key}-cu{torch_cuda}",
+                key=f"{key}-cu{torch_cuda}-sm{tag}", include_path=os.pathsep.join(facts.get("cuda_lib_includes") or []),
+                cuda_home=facts.get("cuda_home"))
 
 
 def _max_jobs(facts: Dict, env: Dict[str, str]) -> int:
     if env.get("MAX_JOBS", "").strip():
+        if not env["MAX_JOBS"].strip().isdigit():
+            raise PlanError(f"MAX_JOBS={env['MAX_JOBS']!r}: give a number of parallel compile jobs, or leave it unset")
         return max(1, int(env["MAX_JOBS"]))
     cpus = max(1, int(facts.get("cpus") or 1))
     mem = facts.get("mem_gib")
@@ -135,19 +167,29 @@ def _toolkit_root(nvcc: str) -> Optional[str]:
     return os.path.dirname(os.path.normpath(here))
 
 
-def _find_nvcc() -> Optional[str]:
-    """The nvcc torch's extension builder will run: CUDA_HOME / CUDA_PATH, else nvcc on PATH, else
-    /usr/local/cuda (torch.utils.cpp_extension's own search order)."""
+def _find_nvcc() -> Tuple[Optional[str], Optional[str]]:
+    """The nvcc torch's extension builder will run (CUDA_HOME / CUDA_PATH, else nvcc on PATH, else /usr/local/cuda:
+    torch.utils.cpp_extension's own search order), and ``'CUDA_HOME=...'`` when that variable names a folder
+    without one (torch would use it all the same)."""
     for var in ("CUDA_HOME", "CUDA_PATH"):
         home = os.environ.get(var)
         if home:
             path = os.path.join(home, "bin", "nvcc")
-            return path if os.access(path, os.X_OK) else None
-    path = shutil.which("nvcc")
-    if path:
-        return path
-    path = "/usr/local/cuda/bin/nvcc"
-    return path if os.access(path, os.X_OK) else None
+            return (path, None) if os.access(path, os.X_OK) else (None, f"{var}={home}")
+    path = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    return (path if os.access(path, os.X_OK) else None), None
+
+
+def _nvidia_smi_gpus() -> List[Tuple[int, int]]:
+    """Compute capabilities of the GPUs the driver sees (for a CPU build of torch, which cannot tell)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [tuple(int(x) for x in ln.strip().split(".")) for ln in out.splitlines() if re.fullmatch(r"\d+\.\d+", ln.strip())]
 
 
 def _mem_gib() -> Optional[float]:
@@ -161,16 +203,18 @@ def machine_facts() -> Dict:
     """This machine, as :func:`plan` needs it (imports torch)."""
     import torch
 
-    gpus: List[Tuple[int, int]] = []
-    if torch.version.cuda and torch.cuda.is_available():
-        gpus = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
-    nvcc = _find_nvcc()
+    if torch.version.cuda:
+        gpus = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())] \
+            if torch.cuda.is_available() else []
+    else:
+        gpus = _nvidia_smi_gpus()
+    nvcc, bad_home = _find_nvcc()
     site = os.path.dirname(os.path.dirname(torch.__file__))
     includes = sorted(glob.glob(os.path.join(site, "nvidia", "*", "include")))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return dict(torch=torch.__version__, torch_cuda=torch.version.cuda, python=f"{sys.version_info[0]}{sys.version_info[1]}",
                 gpus=gpus, nvcc=nvcc, nvcc_version=_nvcc_version(nvcc) if nvcc else None, cpus=cpus, mem_gib=_mem_gib(),
-                cuda_lib_includes=includes, cuda_home=_toolkit_root(nvcc) if nvcc else None)
+                cuda_lib_includes=includes, cuda_home=_toolkit_root(nvcc) if nvcc else None, bad_cuda_home=bad_home)
 
 
 # ----------------------------------------------------------------------------- the installed build
@@ -194,37 +238,58 @@ def _installed_ops() -> Optional[Dict]:
                 cuda=get_compiling_cuda_version())
 
 
-def installed_matches(key: str, cuda: bool) -> Tuple[bool, str]:
-    """Whether the installed mmcv is the build ``key`` names (recorded by ``record`` after the install, for the same
-    compiled extension file) and its ops were compiled with / without CUDA as planned."""
+def _serves(rec: Dict, p: Dict) -> Tuple[bool, str]:
+    """Whether the recorded build serves plan ``p`` (see the module docstring)."""
+    if (rec.get("base") or rec.get("key")) != p["base"]:
+        return False, f"the installed build is {rec.get('key')}, this machine needs {p['key']}"
+    if not p["cuda"]:
+        return True, ""
+    archs = rec.get("archs") or []
+    if p["gpus"]:
+        missed = [g for g in p["gpus"] if not runs_on(archs, g)]
+        if missed:
+            return False, (f"the installed build ({';'.join(archs)}) has no code for compute capability "
+                           f"{', '.join(f'{a}.{b}' for a, b in missed)}")
+        return True, ""
+    missing = [a for a in p["archs"] if a not in archs]  # a build host: the architectures asked for
+    return (not missing, f"the installed build ({';'.join(archs)}) lacks {';'.join(missing)}" if missing else "")
+
+
+def installed_matches(p: Dict) -> Tuple[bool, str]:
+    """Whether the installed mmcv serves plan ``p``: its ops were compiled with / without CUDA as planned, and the
+    build recorded for this very extension file (by ``record``) serves the plan (:func:`_serves`)."""
     ops = _installed_ops()
     if ops is None:
         return False, "no usable mmcv 2.1.0 with compiled ops"
-    if (ops["cuda"] != "not available") != cuda:
-        return False, f"the installed mmcv's ops were compiled {'with CUDA ' + ops['cuda'] if ops['cuda'] != 'not available' else 'without CUDA'}"
+    if (ops["cuda"] != "not available") != p["cuda"]:
+        how = "with CUDA " + ops["cuda"] if ops["cuda"] != "not available" else "without CUDA"
+        return False, f"the installed mmcv's ops were compiled {how}"
     try:
         with open(_record_path()) as f:
             rec = json.load(f)
     except (OSError, ValueError):
         # built elsewhere (an existing OpenMMLab environment, or before builds were recorded): its ops import
         # against this torch and match the plan's CPU / CUDA choice; the GPU architectures cannot be checked
-        return True, (f"mmcv 2.1.0 with {'CUDA ' + ops['cuda'] if cuda else 'CPU'} ops already installed "
+        return True, (f"mmcv 2.1.0 with {'CUDA ' + ops['cuda'] if p['cuda'] else 'CPU'} ops already installed "
                       f"(not built by this script: its GPU architectures are unknown)")
-    if rec.get("key") != key:
-        return False, f"the installed build is {rec.get('key')}, this machine needs {key}"
     if any(rec.get(k) != ops[k] for k in ("ext", "size", "mtime")):
         return False, "mmcv was reinstalled since its build was recorded"
-    return True, f"mmcv 2.1.0 build {key} already installed"
+    ok, why = _serves(rec, p)
+    return (True, f"mmcv 2.1.0 build {rec['key']} already installed") if ok else (False, why)
 
 
-def record(key: str) -> None:
-    """Remember (atomically) that this environment's mmcv is build ``key``."""
+def record(p: Dict) -> None:
+    """Remember (atomically) that this environment's mmcv is the build of plan ``p``; refuses an installed mmcv
+    whose ops were not compiled as planned (mmcv's setup.py builds CUDA ops whenever torch sees a GPU)."""
     ops = _installed_ops()
     if ops is None:
         raise SystemExit("mmcv 2.1.0 with ops does not import: nothing to record")
+    if (ops["cuda"] != "not available") != p["cuda"]:
+        raise SystemExit(f"the mmcv just installed has ops compiled {'with' if p['cuda'] is False else 'without'} "
+                         f"CUDA, but {p['key']} was planned: not recording it")
     tmp = _record_path() + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(dict(key=key, **ops), f)
+        json.dump(dict(key=p["key"], base=p["base"], archs=p["archs"], **ops), f)
     os.replace(tmp, _record_path())
 
 
@@ -243,11 +308,11 @@ def main(argv: Sequence[str]) -> int:
             print(f"export {k}={shlex.quote(str(v))}")
         return 0
     if cmd == "installed":
-        ok, why = installed_matches(p["key"], p["cuda"])
+        ok, why = installed_matches(p)
         print(why)
         return 0 if ok else 1
     if cmd == "record":
-        record(p["key"])
+        record(p)
         return 0
     print(f"unknown command {cmd!r}: plan, installed or record", file=sys.stderr)
     return 2

@@ -18,4 +18,5 @@ strategy = dict(
         auto_wrap_policy='vit_block_wrap_policy',
         sharding_strategy='FULL_SHARD',
         use_orig_params=True,  # the optimizer groups parameters by layer (weight decay, layer-wise lr)
+        sync_module_states=True,  # rank 0's initial weights everywhere, as DDP (ranks seed differently)
         mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float32', buffer_dtype='float32')))
