@@ -59,10 +59,15 @@ def test_study_runs_resumes_and_reports(tmp_path):
     assert "produced with other settings" in run_study(out, other, expect_ok=False)
 
 
-@pytest.mark.parametrize("blocks", [("0", "7"), ("2", "2"), ("6", "all")])
-def test_bad_block_lists_fail_before_training(tmp_path, blocks):
+def test_bad_block_lists_fail_before_training(tmp_path):
+    """Out of range, repeated, and 'all' repeating the depth: refused before anything starts (the first through the
+    command line, the others through the library call it makes, saving a process start each)."""
+    from mae_backbone.engine.partial_study import run_study as study
     ckpt = tmp_path / "exists.pth"
     ckpt.write_bytes(b"never read: the block list is checked first")
-    log = run_study(tmp_path / "s", ckpt, blocks=blocks, expect_ok=False)
+    log = run_study(tmp_path / "s", ckpt, blocks=("0", "7"), expect_ok=False)
     assert "--blocks must be distinct values in [0, 6]" in log
+    for blocks in ((2, 2), (6, "all")):
+        with pytest.raises(ValueError, match=r"--blocks must be distinct values in \[0, 6\]"):
+            study(CONFIG, blocks, str(ckpt), str(tmp_path / "s"))
     assert not (tmp_path / "s").exists()  # nothing started
