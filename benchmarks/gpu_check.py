@@ -67,13 +67,15 @@ def part_pretrain(args, emit, arch: str, batch: int) -> None:
     head = (f"{arch}, batch {batch}, mask 0.75, norm_pix_loss, fused AdamW; bf16 matmul peak {peak / 1e12:.0f} "
             f"TFLOP/s ({n}³, same run)")
     peers = ["hf"] if importlib.util.find_spec("transformers") else []
+    failures = []
     for title, impls in (("eager: ours vs HF ViTMAE", ["ours"] + peers), ("torch.compile", ["ours", "ours-compiled"])):
         t0 = time.perf_counter()
         try:
             rows = compare_pretrain_steps(impls, arch, batch, "bf16", warmup=2, repeats=1 if args.small else 5,
                                           device=device(), peak=peak)
-        except Exception as e:  # noqa: BLE001  (torch.compile failing is a finding to report)
+        except Exception as e:  # noqa: BLE001  (torch.compile failing is a finding to report, then a failed part)
             emit(f"{title}", [head, "", f"FAILED: {type(e).__name__}: {str(e)[:500]}"])
+            failures.append(title)
             continue
         finally:
             gc.collect()
@@ -86,6 +88,8 @@ def part_pretrain(args, emit, arch: str, batch: int) -> None:
             lines.append(f"| {r['impl']} | {r['step_s']:.4f} | {r['img_per_s']:.1f} | {r['tflop_per_s']:.1f} | "
                          f"{r['utilisation']:.0%} | {r['ours_over_this']:.2f}x |")
         emit(title, lines)
+    if failures:
+        sys.exit(f"failed: {', '.join(failures)}")
 
 
 def part_asymmetric(args, emit) -> None:
@@ -169,8 +173,9 @@ def part_train(args, emit) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     probe = subprocess.run([sys.executable, "-c", "import mmengine.runner"], env=env, capture_output=True, text=True)
     if probe.returncode:
-        emit("", [f"skipped: `import mmengine.runner` fails here ({probe.stderr.strip().splitlines()[-1]}); carry "
-                  f"mmengine and what it needs as wheels (benchmarks/gpu_check.sh WHEELS=...)"])
+        why = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        emit("", [f"skipped: `import mmengine.runner` fails here ({why}); carry mmengine and what it needs as wheels "
+                  f"(benchmarks/gpu_check.sh WHEELS=...)"])
         return
     photos = _photos(args.out)
     cfg = osp.join(args.out, "smoke_cfg.py")
@@ -181,7 +186,11 @@ def part_train(args, emit) -> None:
     runs = [("--amp bf16, 2 epochs", ["--amp", "bf16"], 2), ("--resume to 3 epochs", ["--amp", "bf16", "--resume"], 3),
             ("--amp fp16, 1 epoch (new work dir)", ["--amp", "fp16"], 1)]
     lines = ["| run | exit | seconds | last loss | precision log |", "|---|---|---|---|---|"]
+    failed = 0
     for i, (label, flags, epochs) in enumerate(runs):
+        if "fp16" in flags and device() != "cuda":
+            lines.append(f"| {label} | skipped: fp16 loss scaling needs CUDA | | | |")
+            continue
         wd = osp.join(args.out, "train" if i < 2 else "train_fp16")
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, osp.join(ROOT, "tools", "train.py"), cfg, "--work-dir", wd, *flags,
@@ -193,7 +202,10 @@ def part_train(args, emit) -> None:
         prec = [ln.split("precision: ")[-1] for ln in log.splitlines() if "precision: " in ln]
         lines.append(f"| {label} | {p.returncode} | {time.perf_counter() - t0:.0f} | {losses[-1] if losses else '-'} | "
                      f"{prec[-1] if prec else '-'} |")
+        failed += p.returncode != 0
     emit("", lines)
+    if failed:
+        sys.exit(f"{failed} training run(s) failed: see train_*.log")
 
 
 TITLES = {"env": "machine", "pretrain-b": "MAE ViT-B pretraining step", "pretrain-l": "MAE ViT-L pretraining step",

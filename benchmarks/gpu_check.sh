@@ -18,15 +18,15 @@ if [ -n "${WHEELS:-}" ] && ! $PY -c "import mmengine" 2>/dev/null; then
     && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-small=()
-[ -n "${SMALL:-}" ] && small=(--small)
+args=(--out "$OUT")
+if [ -n "${SMALL:-}" ]; then args+=(--small); fi
 failed=0
 run() {  # run PART SECONDS
   local part=$1 start=$SECONDS cap
   case " ${PARTS:-$part} " in *" $part "*) ;; *) return 0 ;; esac
   cap=$(awk -v c="$2" -v s="${TIMEOUT_SCALE:-1}" 'BEGIN { printf "%.2f", c * s }')
   echo "== $part (at most ${cap} s)"
-  timeout --kill-after=10 "$cap" $PY benchmarks/gpu_check.py "$part" --out "$OUT" "${small[@]}" 2>&1 | tee "$OUT/$part.log" | tail -40
+  timeout --kill-after=10 "$cap" $PY benchmarks/gpu_check.py "$part" "${args[@]}" 2>&1 | tee "$OUT/$part.log" | tail -40
   local rc=${PIPESTATUS[0]}
   if [ "$rc" != 0 ]; then
     failed=$((failed + 1))

@@ -25,13 +25,13 @@ H200_BOX = dict(CPU_BOX, gpus=[(9, 0)], cpus=16, mem_gib=128)
 
 def test_cpu_machine_with_a_toolkit_builds_cpu_ops():
     p = mb.plan(CPU_BOX, {})
-    assert (p["cuda"], p["arch_list"], p["key"], p["max_jobs"]) == (False, None, "torch2.14.1-py311-cpu", 2)
+    assert (p["cuda"], p["arch_list"], p["key"], p["max_jobs"]) == (False, None, "torch2.14.1_cu130-py311-cpu", 2)
     assert "no visible GPU" in p["reason"] and p["include_path"] == ""
 
 
 def test_gpu_machine_builds_cuda_ops_for_its_gpus():
     p = mb.plan(H200_BOX, {})
-    assert (p["cuda"], p["arch_list"], p["key"]) == (True, "9.0", "torch2.14.1-py311-cu13.0-sm90")
+    assert (p["cuda"], p["arch_list"], p["key"]) == (True, "9.0", "torch2.14.1_cu130-py311-cu13.0-sm90")
     assert p["max_jobs"] == 16 and p["cuda_home"] == "/usr/local/cuda-13.0"
     assert p["include_path"] == "/venv/site-packages/nvidia/cu13/include"
     mixed = mb.plan(dict(H200_BOX, gpus=[(8, 0), (9, 0), (8, 0)]), {})
@@ -42,14 +42,15 @@ def test_keys_never_let_one_build_stand_for_another():
     keys = {mb.plan(CPU_BOX, {})["key"], mb.plan(H200_BOX, {})["key"],
             mb.plan(dict(H200_BOX, gpus=[(8, 0)]), {})["key"],
             mb.plan(dict(H200_BOX, torch="2.13.0+cu130"), {})["key"],
-            mb.plan(dict(H200_BOX, python="312"), {})["key"]}
-    assert len(keys) == 5
+            mb.plan(dict(H200_BOX, python="312"), {})["key"],
+            mb.plan(dict(CPU_BOX, torch="2.14.1+cpu", torch_cuda=None), {})["key"]}  # the CPU wheel of one release
+    assert len(keys) == 6
 
 
 def test_build_host_without_gpu_forces_cuda_with_the_default_archs():
     p = mb.plan(CPU_BOX, {"MMCV_CUDA": "1"})
     assert p["cuda"] and p["arch_list"] == mb.DEFAULT_ARCHS == "7.5;8.0;8.6;9.0+PTX"
-    assert p["key"] == "torch2.14.1-py311-cu13.0-sm75-80-86-90ptx" and p["reason"] == "MMCV_CUDA=1"
+    assert p["key"] == "torch2.14.1_cu130-py311-cu13.0-sm75-80-86-90ptx" and p["reason"] == "MMCV_CUDA=1"
     env = {"MMCV_CUDA": "1", "TORCH_CUDA_ARCH_LIST": "8.0 9.0+PTX"}
     assert mb.plan(CPU_BOX, env)["arch_list"] == "8.0;9.0+PTX"  # spaces or semicolons, as torch accepts
 
@@ -76,7 +77,7 @@ def test_impossible_builds_are_refused_naming_the_fix(facts, env, match):
 def test_v100_builds_with_cuda_12():
     box = dict(H200_BOX, torch="2.6.0+cu126", torch_cuda="12.6", nvcc_version="12.6", gpus=[(7, 0)])
     p = mb.plan(box, {})
-    assert p["arch_list"] == "7.0" and p["key"] == "torch2.6.0-py311-cu12.6-sm70"
+    assert p["arch_list"] == "7.0" and p["key"] == "torch2.6.0_cu126-py311-cu12.6-sm70"
 
 
 def test_gpu_without_toolkit_builds_cpu_ops_with_a_warning():
@@ -122,20 +123,30 @@ def test_installed_build_must_serve_the_plan(installed):
     ok, why = mb.installed_matches(h200_plan)  # CPU ops on a GPU machine: rebuild
     assert not ok and "without CUDA" in why
     set_ops(dict(cpu_ops, cuda="13.0"))
-    ok, why = mb.installed_matches(cpu_plan)  # and the reverse
+    ok, why = mb.installed_matches(mb.plan(CPU_BOX, {"MMCV_CUDA": "0"}))  # CPU ops asked for: rebuild
     assert not ok and "with CUDA 13.0" in why
+    assert mb.installed_matches(cpu_plan)[0]  # a CUDA build also holds the CPU kernels (a shared env's login node)
     set_ops(cpu_ops)
     ok, why = mb.installed_matches(cpu_plan)  # built elsewhere, no record: accepted, said so
     assert ok and "not built by this script" in why
     mb.record(cpu_plan)
-    assert json.loads(record.read_text())["key"] == "torch2.14.1-py311-cpu"
+    assert json.loads(record.read_text())["key"] == "torch2.14.1_cu130-py311-cpu"
     assert mb.installed_matches(cpu_plan)[0]
     ok, why = mb.installed_matches(mb.plan(dict(CPU_BOX, torch="2.15.0"), {}))  # another torch: rebuild
-    assert not ok and "torch2.14.1-py311-cpu" in why and "torch2.15.0-py311-cpu" in why
+    assert not ok and "torch2.14.1_cu130-py311-cpu" in why and "torch2.15.0-py311-cpu" in why
     set_ops(dict(cpu_ops, mtime=6))  # reinstalled by hand since
     assert mb.installed_matches(cpu_plan) == (False, "mmcv was reinstalled since its build was recorded")
     with pytest.raises(SystemExit, match="not recording it"):
         mb.record(h200_plan)  # CPU ops installed where CUDA ops were planned (mmcv's setup.py decided otherwise)
+
+
+def test_a_cuda_build_serves_a_machine_without_gpu_of_the_same_torch(installed):
+    set_ops, _ = installed
+    set_ops(dict(ext="/venv/mmcv/_ext.so", size=100, mtime=5, cuda="13.0"))
+    mb.record(mb.plan(H200_BOX, {}))
+    assert mb.installed_matches(mb.plan(CPU_BOX, {}))[0]
+    ok, why = mb.installed_matches(mb.plan(dict(CPU_BOX, python="312"), {}))
+    assert not ok and "py312" in why
 
 
 def test_a_multi_architecture_build_serves_each_gpu_it_covers(installed):
@@ -156,7 +167,8 @@ def test_a_multi_architecture_build_serves_each_gpu_it_covers(installed):
 
 @pytest.mark.parametrize("archs, gpu, ok", [
     (["8.0"], (8, 6), True), (["8.6"], (8, 0), False), (["9.0"], (10, 0), False), (["9.0+PTX"], (12, 0), True),
-    (["9.0a"], (9, 0), True), (["8.0a"], (8, 6), False), (["7.5", "8.6"], (8, 9), True)])
+    (["9.0a"], (9, 0), True), (["8.0a"], (8, 6), False), (["7.5", "8.6"], (8, 9), True),
+    (["9.0a+PTX"], (10, 0), False), (["8.6+PTX"], (8, 0), False)])
 def test_runs_on(archs, gpu, ok):
     assert mb.runs_on(archs, gpu) is ok
 
@@ -205,5 +217,14 @@ def test_build_script_refuses_before_building_and_exits_early_when_installed(tmp
         assert refused.returncode == 2 and refused.stderr.startswith("mmcv build: "), refused.stderr
         assert not (tmp_path / "cache").exists()  # refused before anything was built
     pytest.importorskip("mmcv.ops")
+    if not mb.installed_matches(mb.plan(facts, env))[0]:
+        pytest.skip("this environment's mmcv is not the build this machine needs: `make install` rebuilds it")
     done = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "already installed" in done.stdout, done.stdout + done.stderr
+
+
+def test_named_architectures_expand_as_torch_does():
+    p = mb.plan(CPU_BOX, {"MMCV_CUDA": "1", "TORCH_CUDA_ARCH_LIST": "Ampere;Hopper"})
+    assert p["archs"] == ["8.0", "8.6+PTX", "9.0+PTX"]
+    with pytest.raises(mb.PlanError, match="native: leave it unset"):
+        mb.plan(H200_BOX, {"TORCH_CUDA_ARCH_LIST": "native"})

@@ -304,7 +304,7 @@ def test_a_config_request_changes_only_what_asked(cpu_bf16):
     assert none.strategy.model_wrapper.mixed_precision is None  # not switched on by --amp
 
 
-def test_unknown_wrapper_types_are_left_alone_or_refused(cpu_bf16):
+def test_unknown_wrapper_types_are_left_alone_or_refused(cpu_bf16, gpu):
     from mae_backbone.engine.amp import set_amp
     cpu_bf16(True)
     cfg = Config(dict(optim_wrapper=dict(type="OptimWrapperDict")))
@@ -312,6 +312,12 @@ def test_unknown_wrapper_types_are_left_alone_or_refused(cpu_bf16):
     assert cfg.optim_wrapper == dict(type="OptimWrapperDict")
     with pytest.raises(ValueError, match="cannot change optim_wrapper type 'OptimWrapperDict'"):
         set_amp(cfg, "off", device="cpu")
+    gpu((7, 0))  # a V100: fp16 would need a loss scaler this wrapper may not have; nothing of it is changed
+    cfg = Config(dict(optim_wrapper=dict(type="MyWrapper"),
+                      strategy=dict(type="FSDPStrategy", model_wrapper=dict(mixed_precision=dict(param_dtype="bfloat16")))))
+    set_amp(cfg, device="cuda")
+    assert cfg.optim_wrapper == dict(type="MyWrapper")
+    assert cfg.strategy.model_wrapper.mixed_precision == dict(param_dtype="bfloat16")
 
 
 def test_build_runner_applies_amp(tmp_path, photo_dir, cpu_bf16):

@@ -84,20 +84,28 @@ def set_amp(cfg: Config, amp: Optional[str] = None, device: Optional[str] = None
     fp16 -> ``AmpOptimWrapper`` with dynamic loss scaling (a config's own ``loss_scale`` is kept) over the whole
     model (mmcv's ops have fp16 kernels); fp32 -> ``OptimWrapper``. An FSDP strategy's ``mixed_precision`` follows.
     A config's own request only changes the places that asked; ``amp`` sets them all and refuses an optimizer
-    wrapper type it does not know. A config's fp16 on a CPU runs fp32 with a warning (``--amp fp16`` is refused)."""
+    wrapper type it does not know (with such a wrapper, only the parts that autocast themselves follow the device).
+    A config's fp16 on a CPU runs fp32 with a warning (``--amp fp16`` is refused)."""
     if amp is not None and amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {AMP_CHOICES}, got {amp!r}")
     explicit = amp is not None
     ow = cfg.get("optim_wrapper")
     kind = ow.get("type", "OptimWrapper") if ow is not None else None
-    if kind is not None and kind not in _WRAPPER_KEYS:
-        if explicit:
-            raise ValueError(f"--amp {amp} cannot change optim_wrapper type {kind!r} (it knows "
-                             f"{', '.join(_WRAPPER_KEYS)}): set the precision in the config instead")
-        ow = None  # not ours to change
+    unknown = kind is not None and kind not in _WRAPPER_KEYS
+    if unknown and explicit:
+        raise ValueError(f"--amp {amp} cannot change optim_wrapper type {kind!r} (it knows "
+                         f"{', '.join(_WRAPPER_KEYS)}): set the precision in the config instead")
     if device is None:
         from mmengine.device import get_device
         device = get_device()
+    if unknown:  # not ours to change: only the parts that autocast themselves follow the device
+        want = next((canonical_name(p.autocast_dtype) for p in _autocast_parts(cfg) if p.get("autocast_dtype")),
+                    "fp32")
+        prec = resolve_precision(want, device, loss_scaling=False)
+        for part in _autocast_parts(cfg):
+            if part.get("autocast_dtype"):
+                part.autocast_dtype = prec.dtype_name
+        return prec
     want = canonical_name(amp) if explicit else requested_precision(cfg)
     prec = resolve_precision(want, device, loss_scaling=True, strict=explicit)
     parts = [p for p in _autocast_parts(cfg) if explicit or p.get("autocast_dtype")]

@@ -24,7 +24,7 @@ if ! ls "$cache"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
   # rewrite it, for g++ (CXX) and for nvcc (PYTORCH_NVCC, read by torch's ninja build)
   export REAL_CXX=${REAL_CXX:-${CXX:-g++}}
   export CXX="$here/cxx20" CFLAGS="-O3 -DNDEBUG -g0 -fwrapv -Wno-sign-compare" CXXFLAGS="-O3 -DNDEBUG -g0"
-  hide_gpus=()
+  run=(env)
   if [ "$MMCV_BUILD_CUDA" = 1 ]; then
     export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$MMCV_BUILD_ARCHS"
     export CUDA_HOME="$MMCV_BUILD_CUDA_HOME" REAL_NVCC="$MMCV_BUILD_CUDA_HOME/bin/nvcc"
@@ -36,12 +36,12 @@ if ! ls "$cache"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
          "kernels per architecture (about 37 CPU-minutes for one) ..."
   else
     export FORCE_CUDA=0
-    hide_gpus=(env CUDA_VISIBLE_DEVICES=)  # mmcv's setup.py builds CUDA ops whenever torch sees a GPU
+    run+=(CUDA_VISIBLE_DEVICES=)  # mmcv's setup.py builds CUDA ops whenever torch sees a GPU
     echo "building mmcv 2.1.0 with CPU ops, $MAX_JOBS jobs (about 6 minutes on 2 cores) ..."
   fi
   tmp=$(mktemp -d "$cache/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  "${hide_gpus[@]}" $PY -m pip wheel --no-build-isolation --no-deps --no-binary mmcv --no-cache-dir -w "$tmp" mmcv==2.1.0
+  "${run[@]}" $PY -m pip wheel --no-build-isolation --no-deps --no-binary mmcv --no-cache-dir -w "$tmp" mmcv==2.1.0
   mv "$tmp"/mmcv-2.1.0-*.whl "$cache"/  # a failed build leaves no wheel in the cache
 fi
 $PY -m pip install -q --no-deps --force-reinstall "$cache"/mmcv-2.1.0-*.whl

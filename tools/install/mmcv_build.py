@@ -20,7 +20,8 @@ The build key (torch version, Python, CPU or CUDA version + architectures) names
 recorded next to the installed mmcv, so a CPU-ops wheel is never reused on a GPU machine, nor the reverse. An
 installed CUDA build serves a machine when torch, Python and the CUDA version match and its architectures run on
 every visible GPU (the same major version at an equal or lower minor, or PTX at or below the GPU's), so a
-multi-architecture build made on a login node serves the GPU nodes of a shared environment.
+multi-architecture build made on a login node serves the GPU nodes of a shared environment; a CUDA build (it holds
+the CPU kernels too) also serves a machine without a GPU unless ``MMCV_CUDA=0``.
 """
 from __future__ import annotations
 
@@ -44,6 +45,19 @@ class PlanError(Exception):
     """The machine cannot build what was asked; the message names the fix."""
 
 
+# TORCH_CUDA_ARCH_LIST's names, as torch.utils.cpp_extension expands them
+NAMED_ARCHS = {"Turing": "7.5+PTX", "Ampere+Tegra": "8.7", "Ampere": "8.0;8.6+PTX", "Ada": "8.9+PTX",
+               "Hopper": "9.0+PTX", "Blackwell+Tegra": "11.0", "Blackwell": "10.0;10.3;12.0;12.1+PTX",
+               "Volta+Tegra": "7.2", "Volta": "7.0+PTX", "Pascal": "6.0;6.1+PTX"}
+
+
+def _expand_arch_list(arch_list: str) -> List[str]:
+    out = []
+    for a in re.split(r"[;\s]+", arch_list.strip()):
+        out += NAMED_ARCHS[a].split(";") if a in NAMED_ARCHS else ([a] if a else [])
+    return out
+
+
 def _parse_arch(arch: str) -> Tuple[int, int, bool, bool]:
     """``'9.0+PTX'`` -> (9, 0, ptx=True, arch_specific=False); ``'9.0a'`` -> (9, 0, False, True)."""
     m = re.fullmatch(r"(\d+)\.(\d+)(a?)(\+PTX)?", arch.strip())
@@ -62,7 +76,7 @@ def runs_on(archs: Sequence[str], gpu: Tuple[int, int]) -> bool:
     version and an equal or lower minor (``a`` variants: that exact GPU only), or PTX for an equal or lower one."""
     for arch in archs:
         major, minor, ptx, specific = _parse_arch(arch)
-        if (major, minor) == tuple(gpu) or (ptx and (major, minor) <= tuple(gpu)):
+        if (major, minor) == tuple(gpu) or (ptx and not specific and (major, minor) <= tuple(gpu)):
             return True
         if not specific and major == gpu[0] and minor <= gpu[1]:
             return True
@@ -112,9 +126,9 @@ def plan(facts: Dict, env: Dict[str, str]) -> Dict:
         if gpus and not torch_cuda:
             reason += ("; WARNING: this machine has a GPU, but torch is a CPU build: install a CUDA build of torch "
                        "(docs/install.md) and rerun")
-    key = f"torch{facts['torch'].split('+')[0]}-py{facts['python']}"
+    key = f"torch{facts['torch'].replace('+', '_')}-py{facts['python']}"  # 2.14.1+cu130 and 2.14.1+cpu differ
     out = dict(cuda=cuda, arch_list=None, archs=[], gpus=gpus, max_jobs=_max_jobs(facts, env), reason=reason,
-               include_path="", cuda_home=None)
+               include_path="", cuda_home=None, forced=bool(choice))
     if not cuda:
         return dict(out, key=key + "-cpu", base=key + "-cpu")
     if _major(facts.get("nvcc_version")) != _major(torch_cuda):
@@ -123,7 +137,9 @@ def plan(facts: Dict, env: Dict[str, str]) -> Dict:
                         f"for CUDA {_major(facts.get('nvcc_version'))}")
     arch_list = env.get("TORCH_CUDA_ARCH_LIST", "").strip() or (
         ";".join(f"{a}.{b}" for a, b in sorted(set(map(tuple, gpus)))) if gpus else DEFAULT_ARCHS)
-    archs = [a for a in re.split(r"[;\s]+", arch_list) if a]
+    archs = _expand_arch_list(arch_list)
+    if env.get("TORCH_CUDA_ARCH_LIST", "").strip() == "native":
+        raise PlanError("TORCH_CUDA_ARCH_LIST=native: leave it unset instead, the visible GPUs are used then")
     too_old = [a for a in archs if _arch_value(a) < 7.5]
     if too_old and _major(facts.get("nvcc_version")) >= 13:
         raise PlanError(f"CUDA {facts.get('nvcc_version')} cannot build for compute capability {', '.join(too_old)} "
@@ -240,7 +256,11 @@ def _installed_ops() -> Optional[Dict]:
 
 def _serves(rec: Dict, p: Dict) -> Tuple[bool, str]:
     """Whether the recorded build serves plan ``p`` (see the module docstring)."""
-    if (rec.get("base") or rec.get("key")) != p["base"]:
+    base = rec.get("base") or rec.get("key")
+    if not p["cuda"] and (rec.get("archs") or []):  # a CUDA build on a machine without a GPU: torch and Python
+        same = base.rsplit("-cu", 1)[0] == p["base"].rsplit("-cpu", 1)[0]
+        return same, "" if same else f"the installed build is {rec.get('key')}, this machine needs {p['key']}"
+    if base != p["base"]:
         return False, f"the installed build is {rec.get('key')}, this machine needs {p['key']}"
     if not p["cuda"]:
         return True, ""
@@ -261,8 +281,11 @@ def installed_matches(p: Dict) -> Tuple[bool, str]:
     ops = _installed_ops()
     if ops is None:
         return False, "no usable mmcv 2.1.0 with compiled ops"
-    if (ops["cuda"] != "not available") != p["cuda"]:
-        how = "with CUDA " + ops["cuda"] if ops["cuda"] != "not available" else "without CUDA"
+    cuda_ops = ops["cuda"] != "not available"
+    # a CUDA build also holds every CPU kernel: it serves a machine without a GPU (a shared environment's login
+    # node) unless MMCV_CUDA=0 asks for CPU ops; a CPU build never serves a GPU machine
+    if cuda_ops != p["cuda"] and not (cuda_ops and not p["cuda"] and not p["forced"]):
+        how = "with CUDA " + ops["cuda"] if cuda_ops else "without CUDA"
         return False, f"the installed mmcv's ops were compiled {how}"
     try:
         with open(_record_path()) as f:
