@@ -9,7 +9,7 @@ from typing import Callable, Dict, List
 import torch
 
 from .models import create_model
-from .precision import resolve_precision
+from .precision import autocast, resolve_precision
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -34,10 +34,6 @@ def ran_precision(dtype: str, device: str) -> str:
     """What a ``dtype`` step runs on ``device`` (:func:`mae_backbone.precision.resolve_precision`: ``fp32`` for bf16
     where the device has no native bf16); rows report it, so an emulated or replaced precision never reads as bf16."""
     return resolve_precision(dtype, device, loss_scaling=False).name
-
-
-def _autocast(dtype: str, device: str):
-    return resolve_precision(dtype, device, loss_scaling=False).autocast()
 
 
 IMPLS = ("ours", "ours-compiled", "hf", "mmpretrain")  # implementations the step benchmark can time
@@ -93,7 +89,7 @@ def build_pretrain_step(arch: str = "mae_vit_base_patch16", batch: int = 8, dtyp
     imgs = torch.randn(batch, chans, img_size, img_size, device=device)
 
     def step():
-        with _autocast(dtype, device):
+        with autocast(dtype, device):
             if impl == "hf":
                 loss = model(pixel_values=imgs).loss
             elif impl == "mmpretrain":

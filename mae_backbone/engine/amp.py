@@ -36,6 +36,11 @@ def _fsdp_precision(cfg: Config):
     return (((cfg.get("strategy") or {}).get("model_wrapper") or {}).get("mixed_precision")) or None
 
 
+def _parts_request(cfg: Config) -> Optional[str]:
+    """What the self-autocasting parts ask for (the first that asks), or None."""
+    return next((canonical_name(p.autocast_dtype) for p in _autocast_parts(cfg) if p.get("autocast_dtype")), None)
+
+
 def requested_precision(cfg: Config) -> str:
     """What the config asks for: ``bf16``, ``fp16`` or ``fp32`` (the optimizer wrapper first, then the parts,
     then FSDP's parameter dtype)."""
@@ -45,10 +50,7 @@ def requested_precision(cfg: Config) -> str:
         return canonical_name(ow.get("dtype", "bfloat16"))
     if kind == "AmpOptimWrapper":
         return canonical_name(ow.get("dtype") or "float16")
-    for part in _autocast_parts(cfg):
-        if part.get("autocast_dtype"):
-            return canonical_name(part.autocast_dtype)
-    return canonical_name((_fsdp_precision(cfg) or {}).get("param_dtype"))
+    return _parts_request(cfg) or canonical_name((_fsdp_precision(cfg) or {}).get("param_dtype"))
 
 
 def _wrapper_kind(kind: str, prec: Precision, explicit: bool, parts: bool) -> str:
@@ -99,9 +101,7 @@ def set_amp(cfg: Config, amp: Optional[str] = None, device: Optional[str] = None
         from mmengine.device import get_device
         device = get_device()
     if unknown:  # not ours to change: only the parts that autocast themselves follow the device
-        want = next((canonical_name(p.autocast_dtype) for p in _autocast_parts(cfg) if p.get("autocast_dtype")),
-                    "fp32")
-        prec = resolve_precision(want, device, loss_scaling=False)
+        prec = resolve_precision(_parts_request(cfg) or "fp32", device, loss_scaling=False)
         for part in _autocast_parts(cfg):
             if part.get("autocast_dtype"):
                 part.autocast_dtype = prec.dtype_name

@@ -85,16 +85,21 @@ def full_state_dict(model: nn.Module) -> Optional[Dict[str, torch.Tensor]]:
 
 def runner_type(cfg: Config, launcher: str) -> str:
     """``Runner`` or ``FlexibleRunner`` for ``cfg``, after checking (and completing) its strategy: a config whose
-    strategy would be ignored, or that needs a package which is not installed, is refused with the fix."""
+    strategy would be ignored, or that needs a package which is not installed, is refused with the fix. DDP over
+    gloo (no CUDA) gets no CUDA device ids, for either runner."""
     kind = cfg.get("runner_type") or "Runner"
     strategy = cfg.get("strategy")
     if kind not in RUNNER_TYPES:
         raise ValueError(f"runner_type={kind!r} is not supported: use 'Runner' (DDP) or 'FlexibleRunner' (with "
                          f"strategy=dict(type='FSDPStrategy' | 'DDPStrategy' | ...))")
+    cpu_ddp = launcher != "none" and not torch.cuda.is_available()  # mmengine's device_ids default: a CUDA index
     if kind == "Runner":
         if strategy:
             raise ValueError(f"the config sets strategy={dict(strategy)} but runner_type is 'Runner', which ignores "
                              f"it and trains plain DDP: add runner_type='FlexibleRunner' (or drop strategy)")
+        if cpu_ddp:
+            cfg.model_wrapper_cfg = dict(cfg.get("model_wrapper_cfg") or {}, device_ids=None)
+            cfg.model_wrapper_cfg.setdefault("type", "MMDistributedDataParallel")
         return kind
     stype = (strategy or {}).get("type")
     if stype in STRATEGY_PACKAGES and importlib.util.find_spec(STRATEGY_PACKAGES[stype]) is None:
@@ -104,11 +109,10 @@ def runner_type(cfg: Config, launcher: str) -> str:
     if stype == "FSDPStrategy":
         _complete_fsdp(cfg, strategy, launcher)
         strategy.type = "ResumableFSDPStrategy"  # mmengine's, with optimizer state that resumes on torch >= 2.1
-    elif stype in (None, "DDPStrategy") and launcher != "none" and not torch.cuda.is_available():
+    elif stype in (None, "DDPStrategy") and cpu_ddp:
         if not strategy:
             cfg.strategy = dict(type="DDPStrategy")  # FlexibleRunner's default when distributed
             strategy = cfg.strategy
-        # CPU DDP: mmengine's default device_ids is [LOCAL_RANK], a CUDA index
         _model_wrapper(strategy)["device_ids"] = None
     return kind
 

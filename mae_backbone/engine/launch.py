@@ -90,17 +90,11 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None)
     from .amp import set_amp
     from .fsdp import runner_type
 
-    kind = runner_type(cfg, launcher)  # refuse a bad strategy before any process group exists
+    kind = runner_type(cfg, launcher)  # refuse a bad strategy before any process group exists; CPU DDP set-up
     world_size = init_distributed(launcher, port=int(os.environ.get("MASTER_PORT", 29500)))
     cfg.launcher = launcher
     scale_lr(cfg, world_size)
     set_amp(cfg, amp)
-    if kind == "Runner" and launcher != "none" and not torch.cuda.is_available():
-        # CPU DDP: no device_ids (mmengine defaults to [LOCAL_RANK], a CUDA index)
-        wrapper = dict(cfg.get("model_wrapper_cfg") or {})
-        wrapper.setdefault("type", "MMDistributedDataParallel")
-        wrapper["device_ids"] = None
-        cfg.model_wrapper_cfg = wrapper
     runner = (FlexibleRunner if kind == "FlexibleRunner" else Runner).from_cfg(cfg)
     runner.register_hook(dict(type="MMCVOpsCheckHook"), priority="VERY_HIGH")
     return runner
