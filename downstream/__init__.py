@@ -2,7 +2,7 @@
 
 ``import downstream`` (or ``custom_imports=dict(imports=['downstream'])`` in a config) registers
 ``MAEViT`` (backbone) and ``ViTDetSimplePyramid`` (neck) in mmdet's and mmseg's ``MODELS`` when
-those packages are installed, ``LN2d`` (channel LayerNorm for ``norm_cfg``) in mmengine's, plus mae-backbone's mmengine pieces (the ``layer_id()``-driven
+those packages are installed, ``PadToCanvas`` in mmdet's ``TRANSFORMS`` (the ViTDet test canvas), ``LN2d`` (channel LayerNorm for ``norm_cfg``) in mmengine's, plus mae-backbone's mmengine pieces (the ``layer_id()``-driven
 ``LayerDecayOptimWrapperConstructor``, the bf16 ``AutocastOptimWrapper``, hooks), and, over mmseg's
 ``LayerDecayOptimizerConstructor`` / ``LearningRateDecayOptimizerConstructor``, versions that give an
 ``MAEViT`` backbone its ``layer_id()`` grouping (mmseg's name-based rule does not know our block names).
@@ -16,6 +16,7 @@ from mae_backbone.models.pyramid import LayerNorm2d
 from mmengine.registry import MODELS as _MMENGINE_MODELS
 
 from .backbone import MAEViT
+from .detection import PadToCanvas
 from .necks import ViTDetSimplePyramid
 from .segmentation import CheckSegLabels, SegClassCountCheckHook
 
@@ -34,6 +35,9 @@ for _pkg in ("mmdet", "mmseg"):
     for _cls in (MAEViT, ViTDetSimplePyramid):
         _registry.register_module(name=_cls.__name__, module=_cls, force=True)
     REGISTERED.append(_pkg)
+    if _pkg == "mmdet":
+        importlib.import_module("mmdet.registry").TRANSFORMS.register_module(
+            name="PadToCanvas", module=PadToCanvas, force=True)
 
 try:
     from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as _SEG_CONSTRUCTORS
@@ -50,4 +54,4 @@ from mmengine.registry import HOOKS as _HOOKS  # noqa: E402
 if _HOOKS.get("SegClassCountCheckHook") is None:
     _HOOKS.register_module(name="SegClassCountCheckHook", module=SegClassCountCheckHook)
 
-__all__ = ["MAEViT", "ViTDetSimplePyramid", "CheckSegLabels", "SegClassCountCheckHook", "REGISTERED"]
+__all__ = ["MAEViT", "PadToCanvas", "ViTDetSimplePyramid", "CheckSegLabels", "SegClassCountCheckHook", "REGISTERED"]

@@ -7,8 +7,10 @@ the top layer (lr scale 1) and only the patch embedding and position table at 0.
 subclasses, registered over mmseg's names when ``downstream`` is imported, hand a model whose backbone is
 an ``MAEViT`` to :func:`mae_backbone.param_groups.param_groups` (the same grouping as
 ``LayerDecayOptimWrapperConstructor``: block i at ``rate ** (depth - i)``, patch embedding / position
-table at ``rate ** (depth + 1)``, heads and neck at 1, no weight decay on norms, biases and the backbone's
-``no_weight_decay()``); any other backbone keeps mmseg's own rule unchanged.
+table at ``rate ** (depth + 1)``, heads and neck at 1); any other backbone keeps mmseg's own rule unchanged.
+Weight decay follows mmseg's constructor as it behaves: no decay on 1-D tensors and biases only (its
+``name in ('pos_embed', 'cls_token')`` test sees ``backbone.``-prefixed names and never matches), the
+``'norm_bias'`` rule; ``paramwise_cfg.weight_decay_rule`` picks another named rule.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from mmseg.engine.optimizers.layer_decay_optimizer_constructor import (
     LearningRateDecayOptimizerConstructor as _MMSegLRDecay,
 )
 
-from mae_backbone.param_groups import param_groups
+from mae_backbone.param_groups import check_weight_decay_rule, param_groups
 
 from .backbone import MAEViT
 
@@ -37,7 +39,8 @@ def _mae_vit_param_groups(self, params: list, module) -> bool:
         raise ValueError(f"paramwise_cfg num_layers={num_layers} but the MAEViT backbone has {backbone.depth} "
                          f"blocks: set paramwise_cfg.num_layers={backbone.depth}")
     rate = float(cfg.get("decay_rate", 1.0))
-    groups = param_groups(module, weight_decay=self.base_wd or 0.0, layer_decay=rate)
+    rule = check_weight_decay_rule(cfg.get("weight_decay_rule", "norm_bias"))
+    groups = param_groups(module, weight_decay=self.base_wd or 0.0, layer_decay=rate, weight_decay_rule=rule)
     for g in groups:
         g["lr"] = self.base_lr * g["lr_scale"]
         names = g.pop("names")

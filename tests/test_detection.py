@@ -88,8 +88,19 @@ def test_paper_configs_build_from_registry(name):
         assert bb.blocks[0].attn.rel_pos_h.shape[0] == 27 and bb.blocks[bb.global_block_indexes[0]].attn.rel_pos_h.shape[0] == 127
         assert not bb.use_cls_token
     else:
-        assert bb.out_indices == ((7, 11, 15, 23) if large else (3, 5, 7, 11))
+        # MAE paper A.3: the blocks "equally divided into 4 subsets", the last of each tapped
+        assert bb.out_indices == ((5, 11, 17, 23) if large else (2, 5, 8, 11))
         assert bb.pyramid is not None and not any(b.window_size for b in bb.blocks)
+        # Li et al.'s improved Mask R-CNN heads as torchvision's maskrcnn_resnet50_fpn_v2 builds them: normalised
+        # FPN, 2-conv RPN (no norm), 4 conv + 1 fc box head and 4-conv mask head with norm (SyncBN here)
+        sync = torch.nn.SyncBatchNorm
+        assert all(isinstance(m.bn, sync) for m in (*model.neck.lateral_convs, *model.neck.fpn_convs))
+        assert len(model.rpn_head.rpn_conv) == 2 and not any(c.with_norm for c in model.rpn_head.rpn_conv)
+        box = model.roi_head.bbox_head
+        assert len(box.shared_convs) == 4 and all(isinstance(c.bn, sync) for c in box.shared_convs)
+        assert [fc.out_features for fc in box.shared_fcs] == [1024]
+        mask = model.roi_head.mask_head
+        assert len(mask.convs) == 4 and all(isinstance(c.bn, sync) and c.conv.out_channels == 256 for c in mask.convs)
 
 
 @pytest.mark.parametrize("variant", ["fpn", "vitdet"])
@@ -196,9 +207,16 @@ def test_layer_decay_constructor_on_detector():
     assert by_param[id(named["backbone.blocks.5.mlp.fc1.weight"])]["lr"] == pytest.approx(lr * 0.7)
     for head in ("neck.stages.0.1.weight", "rpn_head.rpn_conv.0.conv.weight", "roi_head.bbox_head.fc_cls.weight"):
         assert by_param[id(named[head])]["lr"] == pytest.approx(lr)
-    assert by_param[id(named["backbone.blocks.0.attn.rel_pos_h"])]["weight_decay"] == 0
-    assert by_param[id(named["backbone.pos_embed"])]["weight_decay"] == 0
-    assert by_param[id(named["backbone.blocks.0.attn.qkv.weight"])]["weight_decay"] == 0.1
+    # detectron2's exemptions (ViTDet common/optim.py): torch norm layers and pos_embed only; biases,
+    # relative-position tables and the channel LayerNorm of neck / heads decay
+    decay = {n: by_param[id(p)]["weight_decay"] for n, p in named.items()}
+    assert decay["backbone.pos_embed"] == 0 and decay["backbone.blocks.0.norm1.weight"] == 0
+    assert decay["backbone.blocks.0.norm1.bias"] == 0
+    for n in ("backbone.blocks.0.attn.rel_pos_h", "backbone.blocks.0.attn.qkv.weight", "backbone.blocks.0.attn.qkv.bias",
+              "neck.stages.0.1.weight", "roi_head.bbox_head.fc_cls.bias"):
+        assert decay[n] == 0.1, n
+    ln2d = [n for n, m in model.named_modules() if type(m).__name__ == "LayerNorm2d"]
+    assert ln2d and all(decay[f"{n}.weight"] == 0.1 for n in ln2d)
     assert sum(len(g["params"]) for g in wrapper.optimizer.param_groups) == len(named)
 
 

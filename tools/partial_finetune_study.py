@@ -1,6 +1,8 @@
 """Partial fine-tuning study (MAE paper Fig. 9): train the last k blocks for each k, compare inits.
 
 python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained CKPT --baseline-random-init
+python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained CKPT --epochs 50 100 200
+  (the paper's protocol, appendix A.1: each k trained for 50, 100 and 200 epochs, the best reported)
 Writes <work-dir>/study.csv, study.md and study.png; each point keeps its own work dir and log, and a
 rerun skips the points already finished.
 """
@@ -19,6 +21,8 @@ def main():
     p.add_argument("--blocks", nargs="+", required=True, help="values of k: integers and/or 'all'")
     p.add_argument("--pretrained", help="MAE checkpoint (any supported layout)")
     p.add_argument("--baseline-random-init", action="store_true", help="also run every k from random init")
+    p.add_argument("--epochs", nargs="+", type=int,
+                   help="schedules (epochs) to try for every k; the best per k is reported (default: the config's)")
     p.add_argument("--work-dir", help="default: work_dirs/study_<config name>")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
@@ -32,7 +36,7 @@ def main():
     try:
         rows = run_study(args.config, parse_blocks(args.blocks), args.pretrained, work_dir,
                          baseline_random_init=args.baseline_random_init, cfg_options=args.cfg_options,
-                         launcher=args.launcher)
+                         launcher=args.launcher, epochs=args.epochs)
         if rows and is_main_process():  # before the process group goes away
             print(open(osp.join(work_dir, "study.md")).read())
             print(f"wrote {work_dir}/study.csv, study.md, study.png")

@@ -23,7 +23,9 @@ def parse_args():
                    help="opt-in torch.compile of our MAE / classifier model (falls back to eager with a warning)")
     p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"], default="default",
                    help="torch.compile mode for --compile")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. train_cfg.max_epochs=1")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction,
+                   help="override config keys, e.g. model.finetune_blocks=2; epochs=E retimes an epoch-based "
+                        "schedule (max_epochs and the lr schedule's end)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=None,
                    help="set by the legacy torch.distributed.launch; torchrun and slurm set it themselves")
@@ -37,6 +39,9 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+        if "epochs" in args.cfg_options:  # retime the whole schedule, not only the config variable
+            from mae_backbone.engine import set_epochs
+            set_epochs(cfg, args.cfg_options["epochs"])
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None

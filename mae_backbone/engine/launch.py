@@ -77,6 +77,58 @@ def scale_lr(cfg: Config, world_size: int) -> Optional[float]:
     return opt.lr
 
 
+_COSINE = ("CosineAnnealingLR", "LayerScaledCosineAnnealingLR", "CosineAnnealingParamScheduler")
+
+
+def _epoch_schedulers(cfg: Config):
+    scheds = cfg.get("param_scheduler") or []
+    scheds = [scheds] if isinstance(scheds, dict) else scheds
+    return [s for s in scheds if s.get("by_epoch", True)]
+
+
+def set_epochs(cfg: Config, epochs: int) -> Config:
+    """Retime an epoch-based config to ``epochs``: ``train_cfg.max_epochs``, the ``epochs`` variable if the config
+    has one, and every epoch-based scheduler that ended with training (its ``end``, and a cosine's ``T_max`` =
+    ``end - begin``). Warm-up and step milestones keep their epochs. Overriding ``train_cfg.max_epochs`` alone
+    would leave the cosine ending at the old epoch count; this is what ``--cfg-options epochs=E`` runs."""
+    epochs = int(epochs)
+    if cfg.train_cfg.get("type", "EpochBasedTrainLoop") != "EpochBasedTrainLoop" or "max_epochs" not in cfg.train_cfg:
+        raise ValueError(f"set_epochs needs an epoch-based train_cfg with max_epochs, got {dict(cfg.train_cfg)}")
+    old = int(cfg.train_cfg.max_epochs)
+    scheds = cfg.get("param_scheduler") or []
+    by_iter = [s.get("type") for s in ([scheds] if isinstance(scheds, dict) else scheds) if not s.get("by_epoch", True)]
+    if by_iter:
+        raise ValueError(f"cannot retime to {epochs} epochs: schedulers {by_iter} count iterations (by_epoch=False); "
+                         f"give them by_epoch=True with convert_to_iter_based=True, or edit param_scheduler")
+    for sched in _epoch_schedulers(cfg):
+        begin, end = sched.get("begin", 0), sched.get("end")
+        if begin >= epochs or (end is not None and end != old and end > epochs):
+            raise ValueError(f"cannot retime to {epochs} epochs: scheduler {sched.get('type')} runs epochs "
+                             f"{begin}..{end}; choose more epochs or edit param_scheduler")
+        if end == old:
+            sched["end"] = epochs
+            if sched.get("type") in _COSINE and "T_max" in sched:
+                sched["T_max"] = epochs - begin
+    cfg.train_cfg.max_epochs = epochs
+    if "epochs" in cfg:
+        cfg.epochs = epochs
+    return cfg
+
+
+def check_schedule(cfg: Config) -> None:
+    """Warn when an epoch-based lr schedule does not end with training (``train_cfg.max_epochs`` overridden
+    alone): a cosine then stops short of its floor, or the lr stays flat for the extra epochs."""
+    if cfg.get("train_cfg") is None or "max_epochs" not in cfg.train_cfg:
+        return
+    ends = [s.get("end") for s in _epoch_schedulers(cfg) if s.get("end") is not None]
+    max_epochs = cfg.train_cfg.max_epochs
+    if ends and max(ends) != max_epochs:
+        logger.warning("the lr schedule ends at epoch %s but training runs %s epochs: the schedule is %s. To retime "
+                       "the whole schedule use --cfg-options epochs=%s (mae_backbone.engine.set_epochs)",
+                       max(ends), max_epochs, "cut short" if max(ends) > max_epochs else "flat at its end value",
+                       max_epochs)
+
+
 def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None):
     """Initialise distributed state, derive lr, fit the precision to the device and build the runner ``cfg``
     names: mmengine's ``Runner`` (DDP), or ``FlexibleRunner`` for ``runner_type='FlexibleRunner'`` with its
@@ -94,6 +146,7 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None)
     world_size = init_distributed(launcher, port=int(os.environ.get("MASTER_PORT", 29500)))
     cfg.launcher = launcher
     scale_lr(cfg, world_size)
+    check_schedule(cfg)
     set_amp(cfg, amp)
     runner = (FlexibleRunner if kind == "FlexibleRunner" else Runner).from_cfg(cfg)
     runner.register_hook(dict(type="MMCVOpsCheckHook"), priority="VERY_HIGH")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import contextmanager
 from typing import Optional
 
@@ -9,11 +10,12 @@ import torch
 
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
-from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
+from mmengine.optim.scheduler import CosineAnnealingLR
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS
 from timm.optim import Lars
 from torch import nn
 
-from ..param_groups import param_groups
+from ..param_groups import DEFAULT_WEIGHT_DECAY_RULE, WEIGHT_DECAY_RULES, check_weight_decay_rule, param_groups
 from ..precision import canonical_name, resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -38,26 +40,30 @@ def default_fused(cfg: dict, params) -> dict:
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Builds ``optimizer`` over :func:`~mae_backbone.param_groups.param_groups`.
 
-    ``paramwise_cfg=dict(layer_decay=0.65)`` sets layer-wise lr decay (1.0 = none, as in
-    MAE pretraining). Weight decay is taken from ``optimizer.weight_decay``; norms, biases
-    and the model's ``no_weight_decay()`` tensors get none. Adam / AdamW run torch's fused kernel unless the
-    optimizer config sets ``fused`` or ``foreach`` (:func:`default_fused`).
+    ``paramwise_cfg=dict(layer_decay=0.65, weight_decay_rule='norm_bias_declared')``: layer-wise lr decay (1.0 =
+    none, as in MAE pretraining) and which tensors are exempt from ``optimizer.weight_decay``, by the name of
+    the published rule (:data:`~mae_backbone.param_groups.WEIGHT_DECAY_RULES`; default: norms, biases and the
+    model's ``no_weight_decay()`` names). Adam / AdamW run torch's fused kernel unless the optimizer config
+    sets ``fused`` or ``foreach`` (:func:`default_fused`).
     """
 
     def __call__(self, model: nn.Module):
         model = model.module if is_model_wrapper(model) else model
-        unknown = set(self.paramwise_cfg or {}) - {"layer_decay"}
+        paramwise = dict(self.paramwise_cfg or {})
+        unknown = set(paramwise) - {"layer_decay", "weight_decay_rule"}
         if unknown:
-            raise ValueError(f"LayerDecayOptimWrapperConstructor understands paramwise_cfg=dict(layer_decay=...) "
-                             f"only, got {sorted(unknown)}: weight-decay exemptions come from the model's "
-                             f"no_weight_decay(); use DefaultOptimWrapperConstructor for name-based rules")
+            raise ValueError(f"LayerDecayOptimWrapperConstructor understands paramwise_cfg=dict(layer_decay=..., "
+                             f"weight_decay_rule=...) only, got {sorted(unknown)}: weight-decay exemptions are "
+                             f"one of the named rules {sorted(WEIGHT_DECAY_RULES)}; use "
+                             f"DefaultOptimWrapperConstructor for name-based rules")
         cfg = self.optimizer_cfg.copy()
         lr, wd = cfg.get("lr"), cfg.get("weight_decay", 0.0)
         if lr is None:
             raise ValueError("optimizer lr is None: set optim_wrapper.optimizer.lr, or set blr in the "
                              "config and start through tools/train.py, which derives lr = blr * batch / 256")
-        layer_decay = float((self.paramwise_cfg or {}).get("layer_decay", 1.0))
-        groups = param_groups(model, weight_decay=wd, layer_decay=layer_decay)
+        layer_decay = float(paramwise.get("layer_decay", 1.0))
+        rule = check_weight_decay_rule(paramwise.get("weight_decay_rule", DEFAULT_WEIGHT_DECAY_RULE))
+        groups = param_groups(model, weight_decay=wd, layer_decay=layer_decay, weight_decay_rule=rule)
         for g in groups:
             g["lr"] = lr * g["lr_scale"]
             g.pop("names")
@@ -67,8 +73,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         n_decay = sum(p.numel() for g in groups if g["weight_decay"] for p in g["params"])
         n_all = sum(p.numel() for g in groups for p in g["params"])
         logger.info("optimizer %s%s: %d groups, %d trainable tensors, %.2fM params (%.2fM with weight decay), "
-                    "layer_decay %.3g", cfg["type"], " (fused)" if cfg.get("fused") else "", len(groups),
-                    sum(len(g["params"]) for g in groups), n_all / 1e6, n_decay / 1e6, layer_decay)
+                    "layer_decay %.3g, weight_decay_rule %s", cfg["type"], " (fused)" if cfg.get("fused") else "", len(groups),
+                    sum(len(g["params"]) for g in groups), n_all / 1e6, n_decay / 1e6, layer_decay, rule)
         wrapper_cfg = self.optim_wrapper_cfg.copy()
         wrapper_cfg.setdefault("type", "OptimWrapper")
         return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
@@ -123,3 +129,32 @@ class AutocastOptimWrapper(OptimWrapper):
     def optim_context(self, model: nn.Module):
         with super().optim_context(model), self.precision.autocast():
             yield
+
+
+@PARAM_SCHEDULERS.register_module()
+class LayerScaledCosineAnnealingLR(CosineAnnealingLR):
+    """Cosine annealing whose floor is ``eta_min`` times each group's ``lr_scale`` (layer-wise lr decay).
+
+    The official MAE schedule (facebookresearch/mae util/lr_sched.py ``adjust_learning_rate``) anneals
+    ``min_lr + (lr - min_lr) * cos_term`` and then multiplies by the group's ``lr_scale``, so a group's floor is
+    ``min_lr * lr_scale``. mmengine's ``CosineAnnealingLR(eta_min=...)`` gives every group the same absolute
+    floor: with layer decay the lowest groups of a deep model start *below* it (ViT-H fine-tuning: 4e-3 *
+    0.75 ** 33 = 3e-7 < 1e-6) and their lr would rise during training. Groups without ``lr_scale`` use 1.
+    """
+
+    def _floors(self):
+        return [self.eta_min * group.get("lr_scale", 1.0) for group in self.optimizer.param_groups]
+
+    def _get_value(self) -> list:
+        groups = self.optimizer.param_groups
+        if self.eta_min_ratio is not None:  # a ratio of each group's own start value is per group already
+            return super()._get_value()
+        if self.last_step == 0:
+            return [group[self.param_name] for group in groups]
+        floors = self._floors()
+        if (self.last_step - 1 - self.T_max) % (2 * self.T_max) == 0:
+            return [group[self.param_name] + (base - floor) * (1 - math.cos(math.pi / self.T_max)) / 2
+                    for base, floor, group in zip(self.base_values, floors, groups)]
+        ratio = ((1 + math.cos(math.pi * self.last_step / self.T_max))
+                 / (1 + math.cos(math.pi * (self.last_step - 1) / self.T_max)))
+        return [ratio * (group[self.param_name] - floor) + floor for floor, group in zip(floors, groups)]

@@ -1,4 +1,9 @@
-"""Partial fine-tuning study (MAE paper Fig. 9): one training per k, top-1 vs. fine-tuned blocks."""
+"""Partial fine-tuning study (MAE paper Fig. 9): one training per k, top-1 vs. fine-tuned blocks.
+
+The schedule is a study parameter: the paper (appendix A.1) trains each k for 50, 100 or 200 epochs and reports
+the best, "tuning fewer blocks requires a longer schedule". ``epochs=[50, 100, 200]`` runs that search (every
+point retimed by :func:`~mae_backbone.engine.launch.set_epochs`) and reports the best schedule per k.
+"""
 from __future__ import annotations
 
 import csv
@@ -14,9 +19,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ..models import ENCODER_SHAPES
-from .launch import build_runner, init_distributed
+from .launch import build_runner, init_distributed, set_epochs
 
-FIELDS = ("init", "k", "blocks", "top1", "top5", "train_seconds", "trainable_params")
+FIELDS = ("init", "k", "blocks", "epochs", "top1", "top5", "train_seconds", "trainable_params")
 
 
 def parse_blocks(values: Sequence[str]) -> List[Union[int, str]]:
@@ -54,9 +59,12 @@ def encoder_depth(cfg: Config) -> int:
 
 
 def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_dir: Path,
-              launcher: str = "none") -> Dict:
-    """Train one configuration with the last ``k`` blocks trainable; evaluate; return its result row."""
+              launcher: str = "none", epochs: Optional[int] = None) -> Dict:
+    """Train one configuration with the last ``k`` blocks trainable (for ``epochs``, default: the config's);
+    evaluate; return its result row."""
     cfg = Config(cfg.to_dict())  # independent copy
+    if epochs is not None:
+        set_epochs(cfg, epochs)
     cfg.work_dir = str(work_dir)
     # mmengine keys its logger by experiment name (default: config + timestamp in seconds): two points
     # started within one second would share a log file. A name per point keeps each point's log its own.
@@ -73,14 +81,16 @@ def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_d
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     depth = model.model.depth
     return dict(init="MAE" if pretrained else "random init", k=str(k), blocks=depth if k == "all" else int(k),
-                top1=round(float(metrics["accuracy/top1"]), 2), top5=round(float(metrics["accuracy/top5"]), 2),
+                epochs=int(cfg.train_cfg.max_epochs), top1=round(float(metrics["accuracy/top1"]), 2), top5=round(float(metrics["accuracy/top5"]), 2),
                 train_seconds=round(seconds, 1), trainable_params=model.freeze_report.trainable)
 
 
 def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Optional[str], work_dir: str,
               baseline_random_init: bool = False, cfg_options: Optional[dict] = None,
-              launcher: str = "none") -> List[Dict]:
-    """Run (or resume) every (init, k) point; write study.csv, study.md and study.png in ``work_dir``."""
+              launcher: str = "none", epochs: Optional[Sequence[int]] = None) -> List[Dict]:
+    """Run (or resume) every (init, k, epochs) point; write study.csv, study.md and study.png in ``work_dir``.
+
+    ``epochs``: schedules to try for every k (the paper's search: 50, 100, 200); None runs the config's."""
     from tqdm import tqdm
     if not pretrained and not baseline_random_init:
         raise ValueError("nothing to compare: pass --pretrained CKPT and/or --baseline-random-init")
@@ -91,18 +101,24 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     depth = encoder_depth(cfg)
+    schedules = [None] if not epochs else [int(e) for e in epochs]
+    if schedules != [None] and (len(set(schedules)) != len(schedules) or min(schedules) < 1):
+        raise ValueError(f"--epochs must be distinct positive integers, got {list(epochs)}")
+    for e in schedules:  # refuse a schedule the config cannot be retimed to before any training starts
+        if e is not None:
+            set_epochs(Config(cfg.to_dict()), e)
     bad = [k for k in blocks if k != "all" and not 0 <= k <= depth]
     if bad or len({depth if k == "all" else k for k in blocks}) != len(blocks):
         raise ValueError(f"--blocks must be distinct values in [0, {depth}] or 'all' (= {depth}), got {list(blocks)}")
     inits = ([("mae", pretrained)] if pretrained else []) + ([("random", None)] if baseline_random_init else [])
-    points = [(name, ckpt, k) for name, ckpt in inits for k in blocks]
+    points = [(name, ckpt, k, e) for name, ckpt in inits for k in blocks for e in schedules]
     out = Path(work_dir)
     rows = []
-    for name, ckpt, k in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
-        point_dir = out / f"{name}_k{k}"
+    for name, ckpt, k, e in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
+        point_dir = out / (f"{name}_k{k}" if e is None else f"{name}_k{k}_e{e}")
         done = point_dir / "result.json"
         fingerprint = dict(config=os.path.abspath(config), pretrained=ckpt and os.path.abspath(ckpt), k=str(k),
-                           cfg_options=repr(sorted((cfg_options or {}).items())))
+                           cfg_options=repr(sorted((cfg_options or {}).items())), epochs=e)
         if _rank0_says(done.exists()):  # every rank must agree, even without a shared filesystem
             if is_main_process():
                 saved = json.loads(done.read_text())
@@ -110,9 +126,9 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
                     raise ValueError(f"{done} was produced with other settings ({saved.get('fingerprint')}); "
                                      f"use another --work-dir or delete {point_dir} to rerun it")
                 rows.append(saved["row"])
-                tqdm.write(f"skipping finished point {name} k={k} ({done})")
+                tqdm.write(f"skipping finished point {name} k={k} epochs={e} ({done})")
             continue
-        row = run_point(cfg, k, ckpt, point_dir, launcher)
+        row = run_point(cfg, k, ckpt, point_dir, launcher, epochs=e)
         if is_main_process():
             point_dir.mkdir(parents=True, exist_ok=True)
             done.write_text(json.dumps(dict(row=row, fingerprint=fingerprint)))
@@ -132,18 +148,37 @@ def _rank0_says(flag: bool) -> bool:
     return bool(box[0])
 
 
+def best_per_k(rows: List[Dict]) -> List[Dict]:
+    """For each (init, k), the row of the schedule with the best top-1 (the paper's choice per k, A.1)."""
+    best: Dict = {}
+    for r in rows:
+        key = (r["init"], r["k"])
+        if key not in best or float(r["top1"]) > float(best[key]["top1"]):
+            best[key] = r
+    return list(best.values())
+
+
+def _table(rows: List[Dict]) -> List[str]:
+    lines = ["| init | fine-tuned blocks | epochs | top-1 | top-5 | trainable params | train time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    return lines + [f"| {r['init']} | {r['k']} | {r['epochs']} | {r['top1']:.2f} | {r['top5']:.2f} | "
+                    f"{r['trainable_params']:,} | {r['train_seconds']:.0f} |" for r in rows]
+
+
 def write_outputs(rows: List[Dict], out: Path) -> None:
-    """study.csv, study.md (Markdown table) and study.png (top-1 vs. number of fine-tuned blocks)."""
+    """study.csv (every point), study.md (Markdown tables) and study.png (top-1 vs. number of fine-tuned blocks,
+    the best schedule per k when several were run)."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "study.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| init | fine-tuned blocks | top-1 | top-5 | trainable params | train time (s) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['init']} | {r['k']} | {r['top1']:.2f} | {r['top5']:.2f} | {r['trainable_params']:,} | "
-              f"{r['train_seconds']:.0f} |" for r in rows]
+    best = best_per_k(rows)
+    lines = _table(rows)
+    if len(best) < len(rows):
+        lines += ["", "Best schedule per k (the paper's protocol, appendix A.1):", ""] + _table(best)
     (out / "study.md").write_text("\n".join(lines) + "\n")
-    plot(rows, out / "study.png")
+    plot(best, out / "study.png")
 
 
 def plot(rows: List[Dict], path: Path) -> None:

@@ -6,6 +6,9 @@ optim_wrapper = dict(
     type='AutocastOptimWrapper',  # bf16 autocast on GPU or CPU; --amp fp16 for fp16 with loss scaling
     dtype='bfloat16',
     constructor='LayerDecayOptimWrapperConstructor',
+    # no weight decay on 1-D tensors and biases only; cls_token and mask_token decay: facebookresearch/mae
+    # main_pretrain.py optim_factory.add_weight_decay(model, 0.05) (timm 0.3.2, no skip list)
+    paramwise_cfg=dict(weight_decay_rule='norm_bias'),
     optimizer=dict(type='AdamW', lr=None, betas=(0.9, 0.95), weight_decay=0.05),
     accumulative_counts=1,
 )

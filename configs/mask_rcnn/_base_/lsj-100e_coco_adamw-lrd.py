@@ -4,15 +4,28 @@
 # the model configs run the backbone (and ViTDet neck) in bf16 autocast (autocast_dtype); mmcv's
 # RoIAlign / NMS have no bf16 kernels, so the heads stay fp32 (fp16 on GPU: --amp fp16).
 # CocoMetric (pycocotools) for bbox and segm. Model configs set layer_decay.
-_base_ = ['mmdet::common/lsj-100e_coco-instance.py']
+_base_ = ['mmdet::common/lsj-100e_coco-instance.py']  # the model bases import downstream (PadToCanvas)
 
 image_size = (1024, 1024)
-# (model configs pad every batch to image_size: data_preprocessor.batch_augments=BatchFixedSizePad)
+# Canvas: every image is seen on a 1024x1024 canvas (a 64x64 token grid), in training and at test time.
+# Training: the paper configs' data_preprocessor.batch_augments=BatchFixedSizePad pads each batch to 1024x1024
+# with 0 after normalisation. mmdet's DetDataPreprocessor runs batch augments in training only, so the test
+# pipeline pads itself (PadToCanvas below): detectron2 pads the inference batch to a 1024 square as well
+# (projects/ViTDet/configs/common/coco_loader_lsj.py + modeling/meta_arch/rcnn.py preprocess_image ->
+# ImageList.from_tensors(..., padding_constraints={'square_size': 1024}), pad value 0 after normalisation);
+# mmdet projects/ViTDet/configs/lsj-100e_coco-instance.py has Pad(size=(1024, 1024)) in its test_pipeline.
+# Without it a 4:3 image would run on a 64x48 grid, never seen in training (absolute and global-block
+# relative position tables re-interpolated). PadToCanvas rather than mmcv's Pad: Pad overwrites img_shape with
+# the canvas, so boxes would be clipped to the canvas instead of the image (detectron2 clips to the image).
+# Pad value: the ImageNet mean in the loaded image's BGR order, i.e. 0 after normalisation as in detectron2
+# (mmdet's ViTDet project pads with 114 grey).
+test_pad_value = (104, 116, 124)
 
 backend_args = None
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=image_size, keep_ratio=True),  # long side 1024; the data preprocessor pads
+    dict(type='Resize', scale=image_size, keep_ratio=True),  # long side 1024 (detectron2 ResizeShortestEdge(1024, max_size=1024))
+    dict(type='PadToCanvas', size=image_size, pad_val=test_pad_value),  # bottom / right, to the 1024x1024 canvas
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
@@ -24,7 +37,12 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay=0.7),
+    # layer decay 0.7 (ViT-B; L configs 0.8): detectron2 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_{b,l}_100ep.py
+    # weight-decay exemptions: detectron2's (norm layers and pos_embed only; biases and relative-position tables
+    # decay), ViTDet common/optim.py AdamW -> solver/build.py get_default_optimizer_params(weight_decay_norm=0,
+    # overrides={'pos_embed': {'weight_decay': 0}})
+    paramwise_cfg=dict(layer_decay=0.7, weight_decay_rule='norm_layers_pos_embed'),
+    # lr 1e-4, betas (0.9, 0.999), wd 0.1, no clipping: detectron2 projects/ViTDet/configs/common/optim.py
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     clip_grad=None)
 

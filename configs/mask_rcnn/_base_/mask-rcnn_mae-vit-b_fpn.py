@@ -1,7 +1,9 @@
 # Mask R-CNN with the MAE ViT-B through the MAE paper's FPN adaptation (Sec. 5 / appendix A.3,
-# after Li et al. 2021 "Benchmarking detection transfer learning with ViTs"): blocks 3, 5, 7, 11
-# (evenly spaced) rescaled to strides 4, 8, 16, 32 (2x deconv twice, 2x deconv, identity, 2x
-# max-pool), then mmdet's FPN. Stock mmdet RPN / RoI heads.
+# after Li et al. 2021 "Benchmarking detection transfer learning with ViTs"): the 12 blocks "equally divided
+# into 4 subsets" (A.3), the last block of each tapped -- blocks 2, 5, 8, 11 -- and rescaled to strides 4, 8,
+# 16, 32 (2x deconv twice, 2x deconv, identity, 2x max-pool), then mmdet's FPN. This base keeps mmdet's stock
+# R50-FPN heads, which the tiny offline configs use; the COCO configs (mask-rcnn_mae-vit-*-fpn_16xb4-*)
+# switch to the normalised FPN and heads of Li et al.'s improved Mask R-CNN.
 _base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py']
 custom_imports = dict(imports=['downstream'], allow_failed_imports=False)
 
@@ -12,7 +14,7 @@ model = dict(
         type='MAEViT',
         arch='base',
         img_size=224,                    # MAE pretraining grid 14x14; interpolated to the input grid
-        out_indices=(3, 5, 7, 11),
+        out_indices=(2, 5, 8, 11),       # MAE paper A.3: ends of 4 equal subsets (ViT-L: 5, 11, 17, 23)
         pyramid=dict(rescales=(4, 2, 1, 0.5), norm='SyncBN'),
         drop_path_rate=0.1,
         grad_checkpointing=False,        # True: recompute blocks in backward (less activation memory)
