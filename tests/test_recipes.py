@@ -235,3 +235,39 @@ def test_partial_configs_make_the_schedule_a_parameter():
         cfg = Config.fromfile(osp.join(ROOT, "configs", "classification", f"vit-{size}_mae-partial_8xb128_in1k.py"))
         assert cfg.epochs == cfg.train_cfg.max_epochs == cfg.param_scheduler[-1]["end"] == 100
         assert cfg.param_scheduler[-1]["type"] == "LayerScaledCosineAnnealingLR"
+
+
+def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
+    """--epochs 50 100 200: every k trained for each schedule (retimed config), the best per k reported, as the
+    paper's appendix A.1 chose; finished points are skipped on a rerun. Training is replaced by a stub that
+    reads the schedule the point was given."""
+    from mae_backbone.engine import partial_study
+    seen = []
+
+    def fake_point(cfg, k, pretrained, work_dir, launcher="none", epochs=None):
+        cfg = Config(cfg.to_dict())
+        partial_study.set_epochs(cfg, epochs)
+        seen.append((k, epochs, cfg.param_scheduler[-1]["end"], cfg.param_scheduler[-1]["T_max"]))
+        top1 = {50: 70.0, 100: 80.0 - k, 200: 75.0 + k}[epochs]  # fewer blocks prefer the shorter run here
+        return dict(init="MAE", k=str(k), blocks=k, epochs=cfg.train_cfg.max_epochs, top1=top1, top5=99.0,
+                    train_seconds=1.0, trainable_params=10 * (k + 1))
+    monkeypatch.setattr(partial_study, "run_point", fake_point)
+    monkeypatch.setattr(partial_study, "plot", lambda rows, path: path.write_text(repr(rows)))
+    ckpt = tmp_path / "mae.pth"
+    ckpt.write_bytes(b"not read by the stub")
+    config = osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-partial_8xb128_in1k.py")
+    rows = partial_study.run_study(config, [1, 8], str(ckpt), str(tmp_path / "s"), epochs=[50, 100, 200])
+    assert sorted(seen) == sorted((k, e, e, e - 5) for k in (1, 8) for e in (50, 100, 200))
+    assert len(rows) == 6 and (tmp_path / "s" / "mae_k1_e200").is_dir()
+    best = {r["k"]: r["epochs"] for r in partial_study.best_per_k(rows)}
+    assert best == {"1": 100, "8": 200}
+    md = (tmp_path / "s" / "study.md").read_text()
+    assert "Best schedule per k" in md and "| MAE | 8 | 200 | 83.00 |" in md
+    seen.clear()
+    partial_study.run_study(config, [1, 8], str(ckpt), str(tmp_path / "s"), epochs=[50, 100, 200])
+    assert seen == []  # all six points were finished
+    with pytest.raises(ValueError, match="cannot retime"):
+        partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "t"), epochs=[3])
+    fm = osp.join(ROOT, "configs", "classification", "vit-d96-p4_mae-partial_1xb256-1e_fashion-mnist.py")
+    with pytest.raises(ValueError, match="by_epoch=False"):
+        partial_study.run_study(fm, [1], str(ckpt), str(tmp_path / "u"), epochs=[2])

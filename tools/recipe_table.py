@@ -110,6 +110,36 @@ def sched_desc(cfg) -> str:
     return "; ".join(parts)
 
 
+def decoder_desc(cfg) -> str:
+    """The decoder the pretraining config builds (the full-size model on the meta device: no memory)."""
+    import torch
+    from mae_backbone.models import create_model
+    kw = {k: v for k, v in cfg.model.items() if k not in ("type", "arch", "data_preprocessor", "pretrained",
+                                                          "init_cfg", "compile")}
+    with torch.device("meta"):
+        m = create_model(cfg.model.arch, **kw)
+    heads = m.decoder_blocks[0].attn.num_heads
+    return f"{m.decoder_embed_dim}-d, {len(m.decoder_blocks)} blocks, {heads} heads"
+
+
+def precision_desc(cfg, part: str = "") -> str:
+    wrapper = cfg.optim_wrapper
+    if part:
+        dtype = cfg.model.backbone.get("autocast_dtype")
+        return f"{dtype} autocast ({part})".replace("bfloat16", "bf16") if dtype else "fp32"
+    if wrapper.get("type") == "AutocastOptimWrapper":
+        return f"{wrapper.get('dtype', 'bfloat16')} autocast".replace("bfloat16", "bf16")
+    return "fp16 autocast + loss scaling" if wrapper.get("type") == "AmpOptimWrapper" else "fp32"
+
+
+def crop_desc(t) -> str:
+    extras = [f"RandAugment {t.auto_augment}" for _ in [0] if t.get("auto_augment")]
+    extras += [f"random erasing {t.re_prob}" for _ in [0] if t.get("re_prob")]
+    extras += [f"colour jitter {t.color_jitter}" for _ in [0] if t.get("color_jitter")]
+    scale = tuple(t.get("scale", (0.08, 1.0)))
+    return f"RandomResizedCrop {t.img_size} scale {scale} + flip" + "".join(" + " + e for e in extras)
+
+
 def _narrow(model_cfg: dict, kind: str) -> dict:
     """The config's model at its depth but 32 wide: enough to build the optimizer's groups quickly."""
     m = copy.deepcopy(model_cfg)
@@ -270,11 +300,11 @@ def pretrain_rows(rel: str) -> List[Row]:
         Row("mask ratio", str(m.mask_ratio), "0.75", "MAE paper Sec. 4.1; PRETRAIN.md"),
         Row("target", "normalised pixels" if m.norm_pix_loss else "pixels", "normalised pixels",
             f"{MAE} PRETRAIN.md --norm_pix_loss"),
-        Row("decoder", "512-d, 8 blocks, 16 heads", "512-d, 8 blocks, 16 heads",
-            f"{MAE} models_mae.py mae_vit_*_dec512d8b", note="the arch preset's decoder"),
+        Row("decoder", decoder_desc(cfg), "512-d, 8 blocks, 16 heads", f"{MAE} models_mae.py mae_vit_*_dec512d8b"),
         Row("augmentation", f"RandomResizedCrop {t.img_size} scale {tuple(t.scale)} + flip",
             "RandomResizedCrop 224 scale (0.2, 1.0) + flip", f"{MAE} main_pretrain.py"),
-        Row("precision", "bf16 autocast", "fp16 autocast + loss scaling", f"{MAE} util/misc.py NativeScalerWithGradNormCount",
+        Row("precision", precision_desc(cfg), "fp16 autocast + loss scaling",
+            f"{MAE} util/misc.py NativeScalerWithGradNormCount",
             "differs", "bf16 where the hardware has it (mae_backbone.precision); fp16 + scaling on older GPUs"),
     ]
 
@@ -326,18 +356,36 @@ def finetune_rows(rel: str, size: str, partial: bool = False) -> List[Row]:
             "differs", "warm-up starts at 1e-4 x lr instead of 0"),
         Row("mixup / cutmix / label smoothing",
             f"{m.mixup.mixup_alpha} / {m.mixup.cutmix_alpha} / {m.mixup.label_smoothing}", "0.8 / 1.0 / 0.1", ft),
-        Row("RandAugment / random erasing", f"{cfg.train_dataloader.dataset.transform.auto_augment} / "
-            f"{cfg.train_dataloader.dataset.transform.re_prob}", "rand-m9-mstd0.5-inc1 / 0.25",
-            f"{MAE} main_finetune.py defaults"),
         Row("pooling", "global average + fc_norm" if m.global_pool == "avg" else m.global_pool,
             "global average + fc_norm", f"{MAE} models_vit.py (global_pool=True)"),
-        Row("precision", "bf16 autocast", "fp16 autocast + loss scaling", f"{MAE} util/misc.py",
+        Row("augmentation", crop_desc(cfg.train_dataloader.dataset.transform),
+            "RandomResizedCrop 224 scale (0.08, 1.0) + flip + RandAugment rand-m9-mstd0.5-inc1 + random erasing 0.25",
+            f"{MAE} util/datasets.py build_transform (timm create_transform)"),
+        Row("precision", precision_desc(cfg), "fp16 autocast + loss scaling", f"{MAE} util/misc.py",
             "differs", "bf16 where the hardware has it (mae_backbone.precision)"),
     ]
     if partial:
         rows.insert(0, Row("tuned blocks k (default)", str(m.finetune_blocks), "0, 1, 2, 4, 6, 12, 18, 24 (ViT-L)",
                            "MAE paper Fig. 9", "ours", "any k via model.finetune_blocks or the study tool"))
     return rows
+
+
+def linprobe_head(rel: str) -> str:
+    from torch import nn
+    _, _, model, _ = optimizer_view(rel, "classification")
+    clf = model.model
+    feature = "cls token after the final norm" if clf.global_pool == "token" and not isinstance(clf.norm, nn.Identity) \
+        else f"{clf.global_pool} pooling"
+    head = clf.head
+    if isinstance(head, nn.Sequential) and isinstance(head[0], nn.BatchNorm1d) and not head[0].affine:
+        return f"{feature}; BatchNorm1d(affine=False) + Linear"
+    return f"{feature}; {type(head).__name__}"
+
+
+def trainable(rel: str) -> str:
+    groups, _, _, _ = optimizer_view(rel, "classification")
+    names = sorted({n.split(".")[1] for g in groups for n in g["names"]})  # model.<part>.*
+    return ", ".join(names)
 
 
 def linprobe_rows(rel: str, size: str) -> List[Row]:
@@ -357,9 +405,11 @@ def linprobe_rows(rel: str, size: str) -> List[Row]:
             note="" if size == "base" else "FINETUNE.md: 50 epochs suffice for ViT-L/H"),
         Row("lr schedule", sched_desc(cfg), "linear warm-up 0-10 ep (from 0x); cosine 10-90 ep to 0",
             f"{MAE} util/lr_sched.py", "differs", "warm-up starts at 1e-4 x lr instead of 0"),
-        Row("feature / head", "cls token after the final norm; BatchNorm1d(affine=False) + Linear",
-            "cls token after the final norm; BatchNorm1d(affine=False) + Linear", f"{MAE} main_linprobe.py"),
-        Row("augmentation", "RandomResizedCrop 224 + flip", "RandomResizedCrop 224 + flip", f"{MAE} main_linprobe.py"),
+        Row("feature / head", linprobe_head(rel), "cls token after the final norm; BatchNorm1d(affine=False) + Linear",
+            f"{MAE} main_linprobe.py"),
+        Row("trainable tensors", trainable(rel), "head", f"{MAE} main_linprobe.py (everything else frozen)"),
+        Row("augmentation", crop_desc(cfg.train_dataloader.dataset.transform),
+            "RandomResizedCrop 224 scale (0.08, 1.0) + flip", f"{MAE} main_linprobe.py"),
     ]
 
 
@@ -436,7 +486,7 @@ def detection_rows(rel: str, size: str, variant: str) -> List[Row]:
                 "RPN 2 convs; Shared4Conv1FCBBoxHead + LN2d; mask head + LN2d",
                 f"{D2[:-8]}/configs/common/models/mask_rcnn_vitdet.py", note="LN2d = channel LayerNorm, as detectron2"),
         ]
-    rows.append(Row("precision", "bf16 autocast (backbone + neck)", "fp16 AMP", f"{D2}/common (train.amp)", "differs",
+    rows.append(Row("precision", precision_desc(cfg, "backbone + neck"), "fp16 AMP", f"{D2}/common (train.amp)", "differs",
                     "mmcv's RoI ops have no bf16 kernels: heads run fp32"))
     return rows
 
@@ -487,7 +537,7 @@ def segmentation_rows(rel: str, size: str) -> List[Row]:
         Row("ms + flip short sides", tta_short_sides(rel.replace(".py", "_ms-flip-test.py")),
             "512, 512, 512, 640, 768, 896", f"{BEIT_SEG}/upernet_beit_base_12_512_slide_160k_ade20k_ms.py "
             "(SETR_Resize: short side max(512r, 512))", note="ratios 0.5-1.75 of 512, floored at the 512 crop"),
-        Row("precision", "bf16 autocast (backbone)", "fp16 (apex)" if large else "fp16 key ignored (fp32)", src,
+        Row("precision", precision_desc(cfg, "backbone"), "fp16 (apex)" if large else "fp16 key ignored (fp32)", src,
             "differs", "bf16 where the hardware has it"),
     ]
     return rows

@@ -118,14 +118,16 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
         point_dir = out / (f"{name}_k{k}" if e is None else f"{name}_k{k}_e{e}")
         done = point_dir / "result.json"
         fingerprint = dict(config=os.path.abspath(config), pretrained=ckpt and os.path.abspath(ckpt), k=str(k),
-                           cfg_options=repr(sorted((cfg_options or {}).items())), epochs=e)
+                           cfg_options=repr(sorted((cfg_options or {}).items())))
+        if e is not None:  # (studies written before schedules were a parameter have no such key)
+            fingerprint["epochs"] = e
         if _rank0_says(done.exists()):  # every rank must agree, even without a shared filesystem
             if is_main_process():
                 saved = json.loads(done.read_text())
                 if saved.get("fingerprint") != fingerprint:
                     raise ValueError(f"{done} was produced with other settings ({saved.get('fingerprint')}); "
                                      f"use another --work-dir or delete {point_dir} to rerun it")
-                rows.append(saved["row"])
+                rows.append({"epochs": "", **saved["row"]})
                 tqdm.write(f"skipping finished point {name} k={k} epochs={e} ({done})")
             continue
         row = run_point(cfg, k, ckpt, point_dir, launcher, epochs=e)
