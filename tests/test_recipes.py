@@ -216,7 +216,18 @@ def test_set_epochs_retimes_the_whole_schedule():
         set_epochs(cfg, 5)  # the cosine would start after training ends
     fm = Config.fromfile(osp.join(ROOT, "configs", "classification", "vit-d96-p4_mae-partial_1xb256-1e_fashion-mnist.py"))
     with pytest.raises(ValueError, match="by_epoch=False"):
-        set_epochs(fm, 2)
+        set_epochs(fm, 2)  # its cosine counts iterations (its iteration warm-up alone would be kept)
+    # a step schedule: milestones scale with the epochs, the iteration-counted warm-up keeps its 250 iterations
+    det = Config.fromfile(osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py"))
+    set_epochs(det, 50)
+    warm, steps = det.param_scheduler
+    assert det.train_cfg.max_epochs == 50 and steps["end"] == 50 and steps["milestones"] == [44, 48]
+    assert warm["end"] == 250 and not warm["by_epoch"]
+    # a cosine whose T_max does not span its phase cannot be retimed faithfully
+    odd = Config.fromfile(osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-ft_8xb128-100e_in1k.py"))
+    odd.param_scheduler[1]["T_max"] = 200
+    with pytest.raises(ValueError, match="T_max does not span"):
+        set_epochs(odd, 50)
 
 
 def test_a_schedule_that_does_not_end_with_training_is_reported(caplog):
@@ -246,7 +257,9 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
 
     def fake_point(cfg, k, pretrained, work_dir, launcher="none", epochs=None):
         cfg = Config(cfg.to_dict())
-        partial_study.set_epochs(cfg, epochs)
+        if epochs is not None:
+            partial_study.set_epochs(cfg, epochs)
+        epochs = cfg.train_cfg.max_epochs
         seen.append((k, epochs, cfg.param_scheduler[-1]["end"], cfg.param_scheduler[-1]["T_max"]))
         top1 = {50: 70.0, 100: 80.0 - k, 200: 75.0 + k}[epochs]  # fewer blocks prefer the shorter run here
         return dict(init="MAE", k=str(k), blocks=k, epochs=cfg.train_cfg.max_epochs, top1=top1, top5=99.0,
@@ -271,3 +284,11 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
     fm = osp.join(ROOT, "configs", "classification", "vit-d96-p4_mae-partial_1xb256-1e_fashion-mnist.py")
     with pytest.raises(ValueError, match="by_epoch=False"):
         partial_study.run_study(fm, [1], str(ckpt), str(tmp_path / "u"), epochs=[2])
+    # --cfg-options epochs=E retimes the whole schedule here too (not only the config variable)
+    seen.clear()
+    monkeypatch.setattr(partial_study, "set_epochs", lambda cfg, e: seen.append(("retimed", e)) or
+                        __import__("mae_backbone.engine.launch", fromlist=["x"]).set_epochs(cfg, e))
+    partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "v"), cfg_options={"epochs": 200}, epochs=None)
+    assert ("retimed", 200) in seen and (1, 200, 200, 195) in seen  # the point trained the retimed schedule
+    with pytest.raises(ValueError, match="not both"):
+        partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "w"), cfg_options={"epochs": 200}, epochs=[50])

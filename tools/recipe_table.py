@@ -36,6 +36,7 @@ ADE_TRAIN = 20_210           # ADEChallengeData2016 training
 
 MAE = "facebookresearch/mae"
 D2 = "facebookresearch/detectron2 projects/ViTDet/configs"
+D2_COMMON = "facebookresearch/detectron2 configs/common"
 MMSEG_MAE = "open-mmlab/mmsegmentation configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py"
 BEIT_SEG = "microsoft/unilm beit/semantic_segmentation/configs/beit/upernet"
 TV_V2 = "pytorch/vision torchvision/models/detection/mask_rcnn.py maskrcnn_resnet50_fpn_v2"
@@ -257,6 +258,13 @@ def test_canvas(rel: str, hw=(768, 1024)) -> str:
     return f"{h}x{w} ({h // 16}x{w // 16} tokens)"
 
 
+def box_convs(cfg) -> int:
+    head = cfg.model.roi_head.bbox_head
+    if head.type == "Shared4Conv1FCBBoxHead":
+        return 4
+    return head.get("num_shared_convs", 0)
+
+
 def tta_short_sides(rel: str) -> str:
     cfg = load(rel)
     tta = [t for t in cfg.tta_pipeline if t["type"] == "TestTimeAug"][0]
@@ -290,12 +298,12 @@ def pretrain_rows(rel: str) -> List[Row]:
             "none on norm layers, biases; decay on cls_token, mask_token, weight matrices",
             f"{MAE} main_pretrain.py: timm 0.3.2 optim_factory.add_weight_decay (no skip list)",
             note="pos_embed is a fixed sin-cos table (not trained)"),
-        Row("epochs", str(epochs), str(epochs), f"{MAE} PRETRAIN.md (800); released checkpoints 1600"),
+        Row("epochs", str(epochs), "800", f"{MAE} PRETRAIN.md (800 epochs; the released checkpoints: 1600)"),
         Row("optimizer steps", f"{int(spe * epochs):,} ({spe:g}/epoch)",
-            f"{official_spe * epochs:,} ({official_spe}/epoch)", f"{MAE} main_pretrain.py (drop_last=True)",
+            f"{official_spe * 800:,} ({official_spe}/epoch)", f"{MAE} main_pretrain.py (drop_last=True)",
             "differs", "the last partial batch of an epoch is kept (mmengine's default loader); 0.3% more steps"),
-        Row("lr schedule", sched_desc(cfg), "linear warm-up 0-40 ep (from 0x); cosine 40-"
-            f"{epochs} ep to 0", f"{MAE} util/lr_sched.py, --warmup_epochs 40",
+        Row("lr schedule", sched_desc(cfg), "linear warm-up 0-40 ep (from 0x); cosine 40-800 ep to 0",
+            f"{MAE} util/lr_sched.py, --warmup_epochs 40",
             "differs", "warm-up starts at 1e-4 x lr instead of 0 (mmengine's LinearLR cannot start at 0)"),
         Row("mask ratio", str(m.mask_ratio), "0.75", "MAE paper Sec. 4.1; PRETRAIN.md"),
         Row("target", "normalised pixels" if m.norm_pix_loss else "pixels", "normalised pixels",
@@ -434,8 +442,8 @@ def detection_rows(rel: str, size: str, variant: str) -> List[Row]:
     rows = [
         Row("effective batch", str(gpus * bs), "64", f"{d2} (train.total_batch_size)", note=f"{gpus} GPUs x {bs}"),
         Row("optimizer", f"{opt.type} lr {fmt(opt.lr)} betas {tuple(opt.betas)}", "AdamW lr 1e-4 betas (0.9, 0.999)",
-            f"{D2}/common/optim.py", status, origin),
-        Row("weight decay", fmt(opt.weight_decay), "0.1", f"{D2}/common/optim.py", status, origin),
+            f"{D2_COMMON}/optim.py (AdamW, as {d2.split('/')[-1]} sets it)", status, origin),
+        Row("weight decay", fmt(opt.weight_decay), "0.1", f"{D2_COMMON}/optim.py", status, origin),
         Row("weight-decay exemptions", wd_summary(rel, "detection"),
             "none on norm layers, pos_embed; decay on biases, rel-pos tables, channel LayerNorm2d, weight matrices"
             if not fpn else "-",
@@ -460,7 +468,8 @@ def detection_rows(rel: str, size: str, variant: str) -> List[Row]:
             a.get("size") == (1024, 1024) for a in cfg.model.data_preprocessor.get("batch_augments") or [])
             else "not padded", "1024x1024 (64x64 tokens)", f"{D2}/common/coco_loader_lsj.py (LSJ, scale 0.1-2.0)"),
         Row("test canvas of a 1024x768 image", test_canvas(rel, (768, 1024)), "1024x1024 (64x64 tokens)",
-            "detectron2 modeling/meta_arch/rcnn.py preprocess_image (square_size 1024); mmdet projects/ViTDet Pad"),
+            f"{D2_COMMON}/models/mask_rcnn_vitdet.py (square_pad=1024) -> modeling/meta_arch/rcnn.py "
+            "preprocess_image; mmdet projects/ViTDet test Pad"),
         Row("test canvas of a 600x1000 (portrait) image", test_canvas(rel, (1000, 600)), "1024x1024 (64x64 tokens)",
             "as above"),
     ]
@@ -469,13 +478,13 @@ def detection_rows(rel: str, size: str, variant: str) -> List[Row]:
             Row("FPN taps (blocks)", str(taps), str(tuple(q * i - 1 for i in range(1, 5))),
                 "MAE paper A.3 (blocks equally divided into 4 subsets)"),
             Row("FPN norm / RPN convs", f"{cfg.model.neck.norm_cfg.type} / {cfg.model.rpn_head.num_convs}",
-                "BatchNorm / 2", TV_V2, "differs", "SyncBN: statistics over the global batch, not 4 images per GPU"),
-            Row("box head", f"{cfg.model.roi_head.bbox_head.type} + {cfg.model.roi_head.bbox_head.norm_cfg.type}",
-                "4 conv + 1 fc + BatchNorm", TV_V2, "differs", "mmdet's Shared4Conv1FCBBoxHead (256-ch convs, fc 1024)"
-                "; SyncBN as above"),
+                "SyncBN / 2", TV_V2 + " + its weights' recipe (pytorch/vision PR #5773: --sync-bn, 32 GPUs x 2)"),
+            Row("box head", f"{box_convs(cfg)} conv + 1 fc + {cfg.model.roi_head.bbox_head.norm_cfg.type}",
+                "4 conv + 1 fc + SyncBN", TV_V2 + " (FastRCNNConvFCHead([256] * 4, [1024]))"),
             Row("mask head", f"{cfg.model.roi_head.mask_head.num_convs} conv + "
-                f"{cfg.model.roi_head.mask_head.norm_cfg.type}", "4 conv + BatchNorm", TV_V2, "differs",
-                "SyncBN as above"),
+                f"{cfg.model.roi_head.mask_head.norm_cfg.type}", "4 conv + SyncBN", TV_V2 + " (MaskRCNNHeads)"),
+            Row("RPN proposals kept per image (train)", str(cfg.model.train_cfg.rpn_proposal.max_per_img), "2000",
+                TV_V2 + " (rpn_post_nms_top_n_train)", "differs", "mmdet's and detectron2's 1000"),
         ]
     else:
         rows += [
@@ -484,9 +493,9 @@ def detection_rows(rel: str, size: str, variant: str) -> List[Row]:
             Row("heads", f"RPN {cfg.model.rpn_head.num_convs} convs; {cfg.model.roi_head.bbox_head.type} + "
                 f"{cfg.model.roi_head.bbox_head.norm_cfg.type}; mask head + {cfg.model.roi_head.mask_head.norm_cfg.type}",
                 "RPN 2 convs; Shared4Conv1FCBBoxHead + LN2d; mask head + LN2d",
-                f"{D2[:-8]}/configs/common/models/mask_rcnn_vitdet.py", note="LN2d = channel LayerNorm, as detectron2"),
+                f"{D2_COMMON}/models/mask_rcnn_vitdet.py", note="LN2d = channel LayerNorm, as detectron2"),
         ]
-    rows.append(Row("precision", precision_desc(cfg, "backbone + neck"), "fp16 AMP", f"{D2}/common (train.amp)", "differs",
+    rows.append(Row("precision", precision_desc(cfg, "backbone + neck"), "fp16 AMP", f"{d2} (train.amp.enabled)", "differs",
                     "mmcv's RoI ops have no bf16 kernels: heads run fp32"))
     return rows
 
@@ -515,8 +524,8 @@ def segmentation_rows(rel: str, size: str) -> List[Row]:
             "'backbone.'-prefixed names)"),
         Row("layer decay", str(decay), "0.95 (BEiT-L, lr 2e-5)" if large else "0.65", src,
             "ours" if large else "match", "0.8 = ViTDet's ViT-L value (detectron2 mask_rcnn_vitdet_l_100ep.py); "
-            "keeps block 0 near ViT-B's lr scale. BEiT-L's 0.95 / 2e-5 is for intermediate-fine-tuned (pt2ft) "
-            "weights" if large else ""),
+            "keeps block 0 near ViT-B's lr scale. BEiT-L's 0.95 goes with its lr 2e-5, tuned for BEiT weights"
+            if large else ""),
         Row("lr scale, block 0", block_lr_scale(rel, "segmentation", 0), "-" if large else fmt(0.65 ** depth),
             "mmseg layer_decay_optimizer_constructor.py", "ours" if large else "match",
             "0.8^24; 0.65^24 = 3.2e-5 would freeze the lower half" if large else "0.65^12"),

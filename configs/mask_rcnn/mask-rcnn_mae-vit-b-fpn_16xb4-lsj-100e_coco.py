@@ -12,9 +12,10 @@
 #   RPN with two 3x3 convs, no norm                 (RPNHead(conv_depth=2))
 #   box head 4 x conv256 + BN + ReLU, fc 1024       (FastRCNNConvFCHead([256] * 4, [1024], norm_layer=BatchNorm2d))
 #   mask head 4 x conv256 + BN + ReLU, deconv       (MaskRCNNHeads([256] * 4, 1, norm_layer=BatchNorm2d))
-# Difference: SyncBN instead of torchvision's per-process BatchNorm2d, so the statistics cover the whole batch of
-# 64 rather than 4 images per GPU. Anchors, samplers and thresholds are mmdet's R50-FPN defaults, which equal
-# torchvision's and detectron2's.
+# BatchNorm as SyncBN: torchvision's v2 weights were trained with --sync-bn on 32 GPUs x 2 images (pytorch/vision
+# PR #5773, the weights' recipe), statistics over the batch of 64 as here.
+# Anchors, samplers and thresholds are mmdet's R50-FPN defaults, which equal detectron2's; torchvision keeps 2000
+# proposals per image after the RPN's NMS in training where mmdet and detectron2 keep 1000.
 # Optimiser, schedule, layer decay and drop path: MAE A.3 searched them per entry and did not publish them;
 # ViTDet's (detectron2) values are used (_base_/lsj-100e_coco_adamw-lrd.py).
 _base_ = ['./_base_/mask-rcnn_mae-vit-b_fpn.py', './_base_/lsj-100e_coco_adamw-lrd.py']

@@ -5,8 +5,8 @@
 # ViTDet's published ViT-L value (detectron2 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_l_100ep.py,
 # lr 1e-4, as here), and it keeps block 0 at the same lr scale as ViT-B at 0.65 (0.8 ** 24 = 4.7e-3 vs
 # 0.65 ** 12 = 5.7e-3). 0.65 over 24 blocks would leave block 0 at 3e-5 x lr (the lower half effectively
-# frozen). The other published ViT-L UperNet recipe, BEiT-L's (upernet_beit_large_24_512_slide_160k_ade20k_pt2ft.py),
-# is lr 2e-5 with layer decay 0.95, for BEiT weights that were intermediate-fine-tuned on ImageNet first.
+# frozen). The other published ViT-L UperNet recipe, BEiT-L's (unilm beit/semantic_segmentation/configs/beit/upernet/
+# upernet_beit_large_24_512_slide_160k_ade20k{,_pt2ft}.py), is lr 2e-5 with layer decay 0.95, tuned for BEiT weights.
 _base_ = ['./upernet_mae-vit-b_8xb2-160k_ade20k-512x512.py']
 model = dict(
     backbone=dict(arch='large', out_indices=(7, 11, 15, 23), drop_path_rate=0.2,

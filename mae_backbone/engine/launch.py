@@ -86,29 +86,45 @@ def _epoch_schedulers(cfg: Config):
     return [s for s in scheds if s.get("by_epoch", True)]
 
 
+_WARMUPS = ("LinearLR", "ConstantLR")
+
+
 def set_epochs(cfg: Config, epochs: int) -> Config:
     """Retime an epoch-based config to ``epochs``: ``train_cfg.max_epochs``, the ``epochs`` variable if the config
-    has one, and every epoch-based scheduler that ended with training (its ``end``, and a cosine's ``T_max`` =
-    ``end - begin``). Warm-up and step milestones keep their epochs. Overriding ``train_cfg.max_epochs`` alone
-    would leave the cosine ending at the old epoch count; this is what ``--cfg-options epochs=E`` runs."""
+    has one, and every epoch-based scheduler that ended with training (``end`` equal to the old ``max_epochs`` or
+    None): its ``end``, a cosine's ``T_max`` (which must span ``begin``..``end``) and a step schedule's milestones
+    (scaled with the epochs). Warm-ups keep their length, iteration-counted ones included. Overriding
+    ``train_cfg.max_epochs`` alone would leave the cosine ending at the old epoch count; this is what
+    ``--cfg-options epochs=E`` runs. Anything it cannot retime faithfully is refused, naming the scheduler.
+    On ``--resume`` mmengine restores the schedulers from the checkpoint: retime a run before it starts."""
     epochs = int(epochs)
     if cfg.train_cfg.get("type", "EpochBasedTrainLoop") != "EpochBasedTrainLoop" or "max_epochs" not in cfg.train_cfg:
         raise ValueError(f"set_epochs needs an epoch-based train_cfg with max_epochs, got {dict(cfg.train_cfg)}")
     old = int(cfg.train_cfg.max_epochs)
     scheds = cfg.get("param_scheduler") or []
-    by_iter = [s.get("type") for s in ([scheds] if isinstance(scheds, dict) else scheds) if not s.get("by_epoch", True)]
+    scheds = [scheds] if isinstance(scheds, dict) else scheds
+    by_iter = [s.get("type") for s in scheds if not s.get("by_epoch", True)
+               and not (s.get("type") in _WARMUPS and s.get("begin", 0) == 0 and s.get("end") is not None)]
     if by_iter:
         raise ValueError(f"cannot retime to {epochs} epochs: schedulers {by_iter} count iterations (by_epoch=False); "
                          f"give them by_epoch=True with convert_to_iter_based=True, or edit param_scheduler")
     for sched in _epoch_schedulers(cfg):
         begin, end = sched.get("begin", 0), sched.get("end")
-        if begin >= epochs or (end is not None and end != old and end > epochs):
+        ends_with_training = end is None or end == old
+        if begin >= epochs or (not ends_with_training and end > epochs):
             raise ValueError(f"cannot retime to {epochs} epochs: scheduler {sched.get('type')} runs epochs "
                              f"{begin}..{end}; choose more epochs or edit param_scheduler")
-        if end == old:
+        if not ends_with_training:
+            continue  # a warm-up or an early phase: keeps its epochs
+        if sched.get("type") in _COSINE and "T_max" in sched:
+            if sched["T_max"] != (old if end is None else end) - begin:
+                raise ValueError(f"cannot retime {sched['type']} with T_max={sched['T_max']} over epochs {begin}.."
+                                 f"{end}: T_max does not span the schedule; edit param_scheduler")
+            sched["T_max"] = epochs - begin
+        if "milestones" in sched:
+            sched["milestones"] = [max(begin + 1, round(m * epochs / old)) for m in sched["milestones"]]
+        if end is not None:
             sched["end"] = epochs
-            if sched.get("type") in _COSINE and "T_max" in sched:
-                sched["T_max"] = epochs - begin
     cfg.train_cfg.max_epochs = epochs
     if "epochs" in cfg:
         cfg.epochs = epochs

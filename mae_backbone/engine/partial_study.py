@@ -100,6 +100,10 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if "epochs" in cfg_options:  # the whole schedule, as tools/train.py does
+            if epochs:
+                raise ValueError("give the schedule once: --epochs E ... or --cfg-options epochs=E, not both")
+            set_epochs(cfg, cfg_options["epochs"])
     depth = encoder_depth(cfg)
     schedules = [None] if not epochs else [int(e) for e in epochs]
     if schedules != [None] and (len(set(schedules)) != len(schedules) or min(schedules) < 1):

@@ -11,7 +11,7 @@ image_size = (1024, 1024)
 # Training: the paper configs' data_preprocessor.batch_augments=BatchFixedSizePad pads each batch to 1024x1024
 # with 0 after normalisation. mmdet's DetDataPreprocessor runs batch augments in training only, so the test
 # pipeline pads itself (PadToCanvas below): detectron2 pads the inference batch to a 1024 square as well
-# (projects/ViTDet/configs/common/coco_loader_lsj.py + modeling/meta_arch/rcnn.py preprocess_image ->
+# (configs/common/models/mask_rcnn_vitdet.py square_pad=1024 -> modeling/meta_arch/rcnn.py preprocess_image ->
 # ImageList.from_tensors(..., padding_constraints={'square_size': 1024}), pad value 0 after normalisation);
 # mmdet projects/ViTDet/configs/lsj-100e_coco-instance.py has Pad(size=(1024, 1024)) in its test_pipeline.
 # Without it a 4:3 image would run on a 64x48 grid, never seen in training (absolute and global-block
@@ -39,10 +39,12 @@ optim_wrapper = dict(
     constructor='LayerDecayOptimWrapperConstructor',
     # layer decay 0.7 (ViT-B; L configs 0.8): detectron2 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_{b,l}_100ep.py
     # weight-decay exemptions: detectron2's (norm layers and pos_embed only; biases and relative-position tables
-    # decay), ViTDet common/optim.py AdamW -> solver/build.py get_default_optimizer_params(weight_decay_norm=0,
-    # overrides={'pos_embed': {'weight_decay': 0}})
+    # decay): projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py optimizer = configs/common/optim.py AdamW
+    # with params.overrides={'pos_embed': {'weight_decay': 0}} -> solver/build.py get_default_optimizer_params
+    # (weight_decay_norm=0)
     paramwise_cfg=dict(layer_decay=0.7, weight_decay_rule='norm_layers_pos_embed'),
-    # lr 1e-4, betas (0.9, 0.999), wd 0.1, no clipping: detectron2 projects/ViTDet/configs/common/optim.py
+    # lr 1e-4, betas (0.9, 0.999), wd 0.1, no clipping: detectron2 configs/common/optim.py AdamW as
+    # projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py sets it
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     clip_grad=None)
 
