@@ -34,7 +34,7 @@ class PadToCanvas(BaseTransform):
                              f"Resize(scale={self.size}, keep_ratio=True) before it")
         results["img"] = mmcv.impad(img, shape=(height, width), pad_val=self.pad_val)
         results["img_shape"] = (h, w)
-        results["pad_shape"] = results["img"].shape
+        results["pad_shape"] = results["img"].shape[:2]
         return results
 
     def __repr__(self) -> str:

@@ -128,7 +128,7 @@ def test_layer_scaled_cosine_matches_the_official_schedule():
 
     import mae_backbone.engine  # noqa: F401
     lr, min_lr, warm, epochs, per_epoch = 4e-3, 1e-6, 5, 50, 4
-    scales = [1.0, 0.75 ** 20, 0.75 ** 33]  # ViT-H: block 31, block 19, embeddings
+    scales = [1.0, 0.75 ** 20, 0.75 ** 33]  # ViT-H (32 blocks): head, block 12, embeddings
     params = [torch.nn.Parameter(torch.zeros(1)) for _ in scales]
     opt = torch.optim.SGD([dict(params=[p], lr=lr * s, lr_scale=s) for p, s in zip(params, scales)], lr=lr)
     wrapper = OptimWrapper(opt)
@@ -223,6 +223,10 @@ def test_set_epochs_retimes_the_whole_schedule():
     warm, steps = det.param_scheduler
     assert det.train_cfg.max_epochs == 50 and steps["end"] == 50 and steps["milestones"] == [44, 48]
     assert warm["end"] == 250 and not warm["by_epoch"]
+    short = Config.fromfile(osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py"))
+    with pytest.raises(ValueError, match="would merge"):
+        set_epochs(short, 12)  # 22, 24 of 25 -> 11, 12 of 12: the second drop could never fire
+    assert short.train_cfg.max_epochs == 25 and short.param_scheduler[1]["milestones"] == [22, 24]  # untouched
     # a cosine whose T_max does not span its phase cannot be retimed faithfully
     odd = Config.fromfile(osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-ft_8xb128-100e_in1k.py"))
     odd.param_scheduler[1]["T_max"] = 200

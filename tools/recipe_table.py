@@ -61,10 +61,14 @@ def load(rel: str):
 
 
 def gpus_and_batch(rel: str):
+    """(GPUs from the config's name, per-GPU batch from the resolved config); the name's batch must agree."""
     m = re.search(r"_(\d+)xb(\d+)", osp.basename(rel))
     if not m:
         raise ValueError(f"{rel}: the name carries no GPUs x batch (NxbM)")
-    return int(m.group(1)), int(m.group(2))
+    batch = int(load(rel).train_dataloader.batch_size)
+    if batch != int(m.group(2)):
+        raise ValueError(f"{rel}: the name says {m.group(2)} images per GPU, train_dataloader.batch_size is {batch}")
+    return int(m.group(1)), batch
 
 
 def resolved_lr(cfg, gpus: int) -> float:
@@ -197,12 +201,15 @@ def optimizer_view(rel: str, kind: str):
 
 
 def block_lr_scale(rel: str, kind: str, block: int) -> str:
-    groups, depth, _, lr = optimizer_view(rel, kind)
+    groups, depth, model, lr = optimizer_view(rel, kind)
     block = block % depth
     for g in groups:
         if any(re.search(rf"(^|\.)blocks\.{block}\.", n) for n in g["names"]):
             return fmt(g["lr"] / lr)
-    return "frozen"
+    params = [p for n, p in model.named_parameters() if re.search(rf"(^|\.)blocks\.{block}\.", n)]
+    if params and not any(p.requires_grad for p in params):
+        return "frozen"
+    raise ValueError(f"{rel}: block {block} is neither in an optimizer group nor frozen")
 
 
 def wd_summary(rel: str, kind: str) -> str:
@@ -323,6 +330,9 @@ def finetune_rows(rel: str, size: str, partial: bool = False) -> List[Row]:
     eff = gpus * bs * cfg.optim_wrapper.get("accumulative_counts", 1)
     src = {"base": (5e-4, 0.65, 0.1, 100), "large": (1e-3, 0.75, 0.2, 50), "huge": (1e-3, 0.75, 0.3, 50)}[size]
     blr, decay, dp, epochs_src = src
+    # FINETUNE.md's commands: B and L on 4 nodes x 8 GPUs x 32 images, H on 8 nodes x 8 GPUs x 16 (drop_last=True)
+    src_gpus, src_bs = (64, 16) if size == "huge" else (32, 32)
+    src_spe = math.ceil(IMAGENET_TRAIN / src_gpus) // src_bs
     depth = {"base": 12, "large": 24, "huge": 32}[size]
     epochs = cfg.train_cfg.max_epochs
     spe = steps_per_epoch(IMAGENET_TRAIN, gpus, bs, 1, cfg.train_dataloader.get("drop_last", False))
@@ -345,8 +355,9 @@ def finetune_rows(rel: str, size: str, partial: bool = False) -> List[Row]:
         Row("layer decay", str(cfg.optim_wrapper.paramwise_cfg.layer_decay), str(decay), ft),
         Row("lr scale, block 0", block_lr_scale(rel, "classification", 0),
             "frozen" if partial else fmt(decay ** depth),
+            "MAE paper Sec. 4.3 (the blocks below the last k are frozen)" if partial else
             f"{MAE} util/lr_decay.py (scale = rate ^ (depth + 1 - layer_id))",
-            note="frozen below the last k blocks" if partial else f"{decay}^{depth}"),
+            note="" if partial else f"{decay}^{depth}"),
         Row("lr scale, last block", block_lr_scale(rel, "classification", -1), fmt(decay),
             f"{MAE} util/lr_decay.py"),
         Row("drop path", str(m.drop_path_rate), str(dp), ft),
@@ -355,8 +366,8 @@ def finetune_rows(rel: str, size: str, partial: bool = False) -> List[Row]:
             "the paper picks the best of {50, 100, 200} per k and does not publish which; 100 is our default, "
             "tools/partial_finetune_study.py --epochs 50 100 200 runs the search" if partial else ""),
         Row("optimizer steps", f"{int(spe * epochs):,} ({spe:g}/epoch)",
-            "-" if partial else f"{(math.ceil(IMAGENET_TRAIN / 32) // 32) * epochs_src:,} "
-            f"({math.ceil(IMAGENET_TRAIN / 32) // 32}/epoch)", ft + " (32 GPUs x 32, drop_last=True)",
+            "-" if partial else f"{src_spe * epochs_src:,} ({src_spe}/epoch)",
+            ft + f" ({src_gpus} GPUs x {src_bs}, drop_last=True)",
             "ours" if partial else "match", "follows the epochs above" if partial else ""),
         Row("lr schedule", sched_desc(cfg),
             f"linear warm-up 0-5 ep (from 0x); cosine 5-{epochs if partial else epochs_src} ep to 1e-6 x group lr scale",
@@ -534,7 +545,7 @@ def segmentation_rows(rel: str, size: str) -> List[Row]:
             "follows the layer decay above" if large else ""),
         Row("drop path", str(bb.drop_path_rate), "0.2" if large else "0.1", src),
         Row("iterations", f"{iters:,}", "160,000", src, note=f"{iters * 16 / ADE_TRAIN:.0f} epochs of ADE20K; "
-            "MAE A.4 says 100 epochs (~126k): mmseg's 160k run reproduces the paper's 48.1"),
+            "MAE A.4 says 100 epochs (~126k)" + ("" if large else ": mmseg's 160k run reproduces the paper's 48.1")),
         Row("lr schedule", sched_desc(cfg), "linear warm-up 0-1500 it (from 1e-6x); poly (power 1.0) 1500-160000 it "
             "to 0", src),
         Row("taps (blocks)", str(tuple(bb.out_indices)), "(7, 11, 15, 23)" if large else "(3, 5, 7, 11)", src),

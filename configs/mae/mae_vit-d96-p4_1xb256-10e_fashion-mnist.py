@@ -24,6 +24,9 @@ train_dataloader = dict(
 blr = 1.5e-3
 optim_wrapper = dict(
     type='OptimWrapper', constructor='LayerDecayOptimWrapperConstructor',
+    # cls / mask tokens exempt from weight decay (the rule that produced docs/partial_finetuning.md); the paper configs decay them as
+    # main_pretrain.py does (weight_decay_rule='norm_bias')
+    paramwise_cfg=dict(weight_decay_rule='norm_bias_declared'),
     optimizer=dict(type='AdamW', lr=None, betas=(0.9, 0.95), weight_decay=0.05))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),

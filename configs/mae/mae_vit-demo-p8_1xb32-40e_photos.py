@@ -22,6 +22,9 @@ train_dataloader = dict(
 blr = 1.5e-4
 optim_wrapper = dict(
     type='OptimWrapper', constructor='LayerDecayOptimWrapperConstructor',
+    # cls / mask tokens exempt from weight decay (the rule the demo was tuned with); the paper configs decay them as
+    # main_pretrain.py does (weight_decay_rule='norm_bias')
+    paramwise_cfg=dict(weight_decay_rule='norm_bias_declared'),
     # a small model on 21 photos learns faster with a larger lr than blr * 32 / 256
     optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.95), weight_decay=0.05))
 param_scheduler = [

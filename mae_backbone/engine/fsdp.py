@@ -131,7 +131,7 @@ def _complete_fsdp(cfg: Config, strategy, launcher: str) -> None:
     wrapper = _model_wrapper(strategy)
     if wrapper.get("use_orig_params") is False:
         raise ValueError("FSDP model_wrapper use_orig_params=False flattens parameters, so the optimizer cannot "
-                         "group them by layer (layer-wise lr decay, no weight decay on norms / tokens): set "
+                         "group them by layer (layer-wise lr decay, weight-decay exemptions): set "
                          "use_orig_params=True")
     wrapper["use_orig_params"] = True
     if not torch.cuda.is_available():

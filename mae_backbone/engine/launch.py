@@ -108,23 +108,34 @@ def set_epochs(cfg: Config, epochs: int) -> Config:
     if by_iter:
         raise ValueError(f"cannot retime to {epochs} epochs: schedulers {by_iter} count iterations (by_epoch=False); "
                          f"give them by_epoch=True with convert_to_iter_based=True, or edit param_scheduler")
+    edits = []  # (scheduler, changes): everything is checked before anything changes
     for sched in _epoch_schedulers(cfg):
-        begin, end = sched.get("begin", 0), sched.get("end")
+        kind, begin, end = sched.get("type"), sched.get("begin", 0), sched.get("end")
         ends_with_training = end is None or end == old
         if begin >= epochs or (not ends_with_training and end > epochs):
-            raise ValueError(f"cannot retime to {epochs} epochs: scheduler {sched.get('type')} runs epochs "
+            raise ValueError(f"cannot retime to {epochs} epochs: scheduler {kind} runs epochs "
                              f"{begin}..{end}; choose more epochs or edit param_scheduler")
         if not ends_with_training:
             continue  # a warm-up or an early phase: keeps its epochs
-        if sched.get("type") in _COSINE and "T_max" in sched:
+        periodic = [k for k in ("step_size", "total_steps", "periods") if k in sched]
+        if periodic:
+            raise ValueError(f"cannot retime {kind} ({', '.join(periodic)}): edit param_scheduler for {epochs} epochs")
+        changes = {} if end is None else {"end": epochs}
+        if kind in _COSINE and "T_max" in sched:
             if sched["T_max"] != (old if end is None else end) - begin:
-                raise ValueError(f"cannot retime {sched['type']} with T_max={sched['T_max']} over epochs {begin}.."
-                                 f"{end}: T_max does not span the schedule; edit param_scheduler")
-            sched["T_max"] = epochs - begin
-        if "milestones" in sched:
-            sched["milestones"] = [max(begin + 1, round(m * epochs / old)) for m in sched["milestones"]]
-        if end is not None:
-            sched["end"] = epochs
+                raise ValueError(f"cannot retime {kind} with T_max={sched['T_max']} over epochs {begin}..{end}: "
+                                 f"T_max does not span the schedule; edit param_scheduler")
+            changes["T_max"] = epochs - begin
+        if "milestones" in sched:  # counted from begin; one at or past the last epoch would never fire
+            span_old, span_new = old - begin, epochs - begin
+            moved = [min(span_new - 1, max(1, round(m * span_new / span_old))) for m in sched["milestones"]]
+            if any(b <= a for a, b in zip(moved, moved[1:])) or span_new < 2:
+                raise ValueError(f"cannot retime {kind} milestones {list(sched['milestones'])} of {old} epochs to "
+                                 f"{epochs}: they would merge ({moved}); choose more epochs or set milestones")
+            changes["milestones"] = moved
+        edits.append((sched, changes))
+    for sched, changes in edits:
+        sched.update(changes)
     cfg.train_cfg.max_epochs = epochs
     if "epochs" in cfg:
         cfg.epochs = epochs
