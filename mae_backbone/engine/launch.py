@@ -163,11 +163,13 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None)
 
     ``amp``: ``bf16`` / ``fp16`` / ``off`` overrides the config's precision (``tools/train.py --amp``); either way
     :func:`~mae_backbone.engine.amp.set_amp` makes it what the device supports. Before the first iteration, a
-    model on CUDA that runs mmcv's ops is checked against an mmcv compiled without CUDA kernels."""
+    model on CUDA that runs mmcv's ops is checked against an mmcv compiled without CUDA kernels; a non-finite loss
+    stops every run (:class:`~mae_backbone.engine.hooks.FiniteLossHook`)."""
     from mmengine.runner import FlexibleRunner, Runner
 
     from .amp import set_amp
     from .fsdp import runner_type
+    from .hooks import FiniteLossHook
 
     kind = runner_type(cfg, launcher)  # refuse a bad strategy before any process group exists; CPU DDP set-up
     world_size = init_distributed(launcher, port=int(os.environ.get("MASTER_PORT", 29500)))
@@ -177,4 +179,6 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None)
     set_amp(cfg, amp)
     runner = (FlexibleRunner if kind == "FlexibleRunner" else Runner).from_cfg(cfg)
     runner.register_hook(dict(type="MMCVOpsCheckHook"), priority="VERY_HIGH")
+    if not any(isinstance(h, FiniteLossHook) for h in runner.hooks):  # a config may add its own (settings)
+        runner.register_hook(FiniteLossHook())
     return runner
