@@ -22,7 +22,7 @@ from torch import nn
 from mae_backbone.checkpoint import LoadReport, load_checkpoint
 from mae_backbone.models.factory import ENCODER_SHAPES
 from mae_backbone.models.pyramid import RescalePyramid
-from mae_backbone.models.vit import VisionTransformer
+from mae_backbone.models.vit import PatchEmbed, VisionTransformer
 from mae_backbone.precision import autocast
 
 ARCHS = {"tiny": "tiny_patch16", "small": "small_patch16", "base": "base_patch16",
@@ -67,6 +67,17 @@ MM_ALIASES = {"embed_dims": "embed_dim", "num_layers": "depth", "in_channels": "
               "init_values": "layer_scale_init"}
 
 
+def _pair(size, name: str):
+    """mmseg's size convention: an int, a 1-tuple (square) or a 2-tuple."""
+    if isinstance(size, (tuple, list)):
+        if len(size) == 1:
+            return (int(size[0]), int(size[0]))
+        if len(size) != 2:
+            raise ValueError(f"{name} must be an int, a 1-tuple or a 2-tuple (h, w), got {size}")
+        return tuple(int(v) for v in size)
+    return size
+
+
 def translate_mm_kwargs(kwargs: Dict) -> Dict:
     """Map mmseg / mmpretrain ViT arguments onto ours; refuse the ones whose meaning we do not implement."""
     kwargs = dict(kwargs)
@@ -84,9 +95,28 @@ def translate_mm_kwargs(kwargs: Dict) -> Dict:
     for name in ("attn_drop_rate", "drop_rate"):
         if kwargs.pop(name, 0.0):
             raise ValueError(f"{name} > 0 is not supported by MAEViT (MAE fine-tuning uses drop_path_rate only)")
-    if kwargs.pop("norm_eval", False):
-        raise ValueError("norm_eval=True freezes BatchNorm statistics; MAEViT has no BatchNorm in its blocks")
+    num_fcs = kwargs.pop("num_fcs", 2)
+    if num_fcs != 2:
+        raise ValueError(f"num_fcs={num_fcs}: MAEViT's MLPs have two linear layers, as the MAE checkpoints")
+    if "qv_bias" in kwargs:
+        # BEiT's q and v biases (no k bias) compute what a full qkv bias does: a key bias adds the same q . b_k to
+        # every logit of a query, which softmax removes; MAE checkpoints carry the full qkv bias
+        qv_bias = kwargs.pop("qv_bias")
+        if "qkv_bias" in kwargs:
+            raise ValueError("pass either qv_bias (mmseg name) or qkv_bias, not both")
+        kwargs["qkv_bias"] = bool(qv_bias)
     return kwargs
+
+
+class _NormedPatchEmbed(PatchEmbed):
+    """Patch embedding followed by LayerNorm (mmseg's ``patch_norm=True``)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__(patch_size, in_chans, embed_dim)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(super().forward(x))
 
 
 class MAEViT(VisionTransformer):
@@ -115,9 +145,17 @@ class MAEViT(VisionTransformer):
             given, since mmseg's ``MAE`` backbone always has it.
         window_size, global_block_indexes, use_rel_pos, rel_pos_img_size, drop_path_rate,
         grad_checkpointing, patch_size, mlp_ratio, qkv_bias: see :class:`VisionTransformer`.
+        norm_eval: keep the BatchNorm layers (those of the rescaling pyramid) in eval mode while training, so
+            their running statistics stay frozen: mmdet / mmseg's meaning. mmseg's BEiT / MAE backbones accept
+            it too but have no BatchNorm (they put their LayerNorms in eval mode, which changes nothing).
+        patch_norm: a LayerNorm (eps 1e-6) after the patch embedding, as mmseg's ``patch_norm=True``; new
+            parameters (the MAE checkpoints have none), reported as missing at load.
         pretrained: a checkpoint path, the same as ``init_cfg=dict(type='Pretrained', checkpoint=...)``
             (mmseg's ``EncoderDecoder(pretrained=...)`` passes it). mmseg / mmpretrain argument names
-            (``embed_dims``, ``num_layers``, ``in_channels``, ``init_values``, LN / GELU cfgs) are accepted.
+            (``embed_dims``, ``num_layers``, ``in_channels``, ``init_values``, ``qv_bias``, ``num_fcs=2``, LN /
+            GELU cfgs, 1-tuple sizes, an int ``out_indices``) are accepted with mmseg's meaning; refused, naming why:
+            a norm other than LayerNorm(eps=1e-6), an activation other than GELU, ``num_fcs`` other than 2,
+            attention / projection dropout (each would change the pretrained function the checkpoint holds).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)``; new parameters (relative
             position tables, pyramid) may be missing, the MAE decoder / mask token, the unused
             cls token and final norm, and a classification head may be unused; anything else fails.
@@ -131,7 +169,12 @@ class MAEViT(VisionTransformer):
                  rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None,
                  use_rel_pos_bias: Optional[bool] = None, drop_path_rate: float = 0.0,
                  grad_checkpointing: bool = False, autocast_dtype: Optional[str] = None,
+                 norm_eval: bool = False, patch_norm: bool = False,
                  init_cfg: Optional[Dict] = None, pretrained: Optional[str] = None, **kwargs):
+        img_size = _pair(img_size, "img_size")
+        rel_pos_img_size = _pair(rel_pos_img_size, "rel_pos_img_size")
+        if isinstance(out_indices, int):  # mmseg's out_indices=-1
+            out_indices = (out_indices,)
         if use_rel_pos_bias is None:
             # mmseg's MAE / BEiT backbones (the argument set with init_values) always have BEiT's relative
             # position bias: a stock config switched to MAEViT builds the same model
@@ -168,10 +211,25 @@ class MAEViT(VisionTransformer):
         self.init_cfg = dict(init_cfg) if init_cfg else None
         if self.init_cfg and self.init_cfg.get("type") != "Pretrained":
             raise ValueError(f"MAEViT init_cfg supports type='Pretrained' only, got {self.init_cfg}")
+        self.patch_norm = bool(patch_norm)
+        if self.patch_norm:
+            normed = _NormedPatchEmbed(self.patch_size, self.patch_embed.in_chans, self.embed_dim)
+            normed.proj = self.patch_embed.proj
+            self.patch_embed = normed
+        self.norm_eval = bool(norm_eval)
         self.is_init = False
         self.load_report: Optional[LoadReport] = None
         self.frozen_blocks = frozen_blocks
         self.freeze(frozen_blocks)
+
+    def train(self, mode: bool = True):
+        """As the encoder (frozen parts stay in eval mode); with ``norm_eval`` the BatchNorm layers stay in eval."""
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     # ----------------------------------------------------------------- weights
     def expected_new_keys(self) -> Tuple[str, ...]:
@@ -187,6 +245,8 @@ class MAEViT(VisionTransformer):
             keys.append(r"^pyramid\.")
         if self.final_norm:
             keys.append(r"^norm\.")  # a full MAE checkpoint has it; an encoder for pyramid heads may not
+        if self.patch_norm:
+            keys.append(r"^patch_embed\.norm\.")
         return tuple(keys)
 
     def expected_unused_keys(self) -> Tuple[str, ...]:

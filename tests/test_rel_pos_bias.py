@@ -116,3 +116,39 @@ def test_index_cache_survives_inference_mode_and_is_not_shared_with_callers():
     idx = RelativePositionBias.index((7, 5), cls_token=True)
     idx.zero_()
     assert not torch.equal(RelativePositionBias.index((7, 5), cls_token=True), idx)
+
+
+def test_mmseg_argument_meanings():
+    """mmseg's BEiT / MAE backbone arguments with their mmseg meaning: 1-tuple sizes, an int out_indices, qv_bias,
+    num_fcs, norm_eval (BatchNorm statistics frozen), patch_norm (LayerNorm after the patch embedding)."""
+    import pytest
+    pytest.importorskip("mmseg")
+    from downstream import MAEViT
+    small = dict(embed_dims=32, num_layers=2, num_heads=2)
+    bb = MAEViT(img_size=(64,), out_indices=-1, qv_bias=True, num_fcs=2, **small)
+    assert bb.grid == (4, 4) and bb.out_indices == (1,) and bb.blocks[0].attn.qkv.bias is not None
+    with pytest.raises(ValueError, match="num_fcs=3"):
+        MAEViT(num_fcs=3, out_indices=[1], **small)
+    with pytest.raises(ValueError, match="1-tuple or a 2-tuple"):
+        MAEViT(img_size=(64, 64, 3), out_indices=[1], **small)
+
+    torch.manual_seed(0)
+    frozen = MAEViT(img_size=64, out_indices=[0, 1], pyramid=dict(rescales=(4, 1), norm="BN"), norm_eval=True, **small)
+    frozen.train()
+    bns = [m for m in frozen.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns) and frozen.blocks[0].training
+    before = [m.running_mean.clone() for m in bns]
+    frozen(torch.randn(2, 3, 64, 64))
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))  # statistics stay frozen
+    free = MAEViT(img_size=64, out_indices=[0, 1], pyramid=dict(rescales=(4, 1), norm="BN"), **small).train()
+    assert all(m.training for m in free.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+    plain = MAEViT(img_size=64, out_indices=[1], **small).eval()
+    normed = MAEViT(img_size=64, out_indices=[1], patch_norm=True, **small).eval()
+    missing, unexpected = normed.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["patch_embed.norm.bias", "patch_embed.norm.weight"] and not unexpected
+    assert r"^patch_embed\.norm\." in normed.expected_new_keys() and normed.layer_id("patch_embed.norm.weight") == 0
+    x = torch.randn(1, 3, 64, 64)
+    tokens = normed.patch_embed(x)
+    assert torch.allclose(tokens.mean(-1), torch.zeros(1, 16), atol=1e-5)  # normalised per token
+    assert not torch.allclose(normed(x)[0], plain(x)[0])

@@ -140,6 +140,7 @@ def test_overfit_two_photos_reaches_miou(tmp_path, config, iters, min_miou):
     train = subprocess.run([sys.executable, "tools/train.py", config, "--work-dir", str(work), "--cfg-options", *opts,
                             "train_cfg.val_interval=100000"], cwd=ROOT, capture_output=True, text=True)
     assert train.returncode == 0, train.stderr[-3000:]
+    assert list(work.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard scalars written"
     vis = tmp_path / "vis"
     test = subprocess.run([sys.executable, "tools/test.py", config, str(work / f"iter_{iters}.pth"), "--work-dir",
                            str(tmp_path / "t"), "--show-dir", str(vis), "--cfg-options", *opts],

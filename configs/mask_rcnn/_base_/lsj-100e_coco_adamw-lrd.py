@@ -56,4 +56,7 @@ param_scheduler = [
 ]
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=2, save_last=True))
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ModelSpecHook')]
+# TensorBoard scalars (loss terms, lr, metrics) next to mmengine's local logs, as the pretraining configs do
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(vis_backends=vis_backends)
 auto_scale_lr = dict(enable=False, base_batch_size=64)

@@ -57,5 +57,8 @@ param_scheduler = [
 ]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=20),
                      checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+# TensorBoard scalars (loss terms, lr, metrics) next to mmengine's local logs, as the pretraining configs do
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(vis_backends=vis_backends)
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

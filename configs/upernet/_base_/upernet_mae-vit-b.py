@@ -34,5 +34,8 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 
+# TensorBoard scalars (loss terms, lr, metrics) next to mmengine's local logs, as the pretraining configs do
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(vis_backends=vis_backends)
 # fail early and clearly when the heads' num_classes differs from the dataset's class count
 custom_hooks = [dict(type='SegClassCountCheckHook')]
