@@ -259,15 +259,15 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
     from mae_backbone.engine import partial_study
     seen = []
 
-    def fake_point(cfg, k, pretrained, work_dir, launcher="none", epochs=None):
+    def fake_point(cfg, k, pretrained, work_dir, launcher="none", epochs=None, seed=None):
         cfg = Config(cfg.to_dict())
         if epochs is not None:
             partial_study.set_epochs(cfg, epochs)
         epochs = cfg.train_cfg.max_epochs
         seen.append((k, epochs, cfg.param_scheduler[-1]["end"], cfg.param_scheduler[-1]["T_max"]))
         top1 = {50: 70.0, 100: 80.0 - k, 200: 75.0 + k}[epochs]  # fewer blocks prefer the shorter run here
-        return dict(init="MAE", k=str(k), blocks=k, epochs=cfg.train_cfg.max_epochs, top1=top1, top5=99.0,
-                    train_seconds=1.0, trainable_params=10 * (k + 1))
+        return dict(init="MAE", k=str(k), blocks=k, epochs=cfg.train_cfg.max_epochs, seed=seed, top1=top1,
+                    top5=99.0, train_seconds=1.0, trainable_params=10 * (k + 1))
     monkeypatch.setattr(partial_study, "run_point", fake_point)
     monkeypatch.setattr(partial_study, "plot", lambda rows, path: path.write_text(repr(rows)))
     ckpt = tmp_path / "mae.pth"
@@ -276,10 +276,10 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
     rows = partial_study.run_study(config, [1, 8], str(ckpt), str(tmp_path / "s"), epochs=[50, 100, 200])
     assert sorted(seen) == sorted((k, e, e, e - 5) for k in (1, 8) for e in (50, 100, 200))
     assert len(rows) == 6 and (tmp_path / "s" / "mae_k1_e200").is_dir()
-    best = {r["k"]: r["epochs"] for r in partial_study.best_per_k(rows)}
+    best = {r["k"]: r["epochs"] for r in partial_study.best_per_k(partial_study.summarize(rows))}
     assert best == {"1": 100, "8": 200}
     md = (tmp_path / "s" / "study.md").read_text()
-    assert "Best schedule per k" in md and "| MAE | 8 | 200 | 83.00 |" in md
+    assert "Best schedule per k" in md and "| MAE | 8 | 200 | 1 | 83.00 +- 0.00 |" in md
     seen.clear()
     partial_study.run_study(config, [1, 8], str(ckpt), str(tmp_path / "s"), epochs=[50, 100, 200])
     assert seen == []  # all six points were finished
@@ -296,3 +296,59 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
     assert ("retimed", 200) in seen and (1, 200, 200, 195) in seen  # the point trained the retimed schedule
     with pytest.raises(ValueError, match="not both"):
         partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "w"), cfg_options={"epochs": 200}, epochs=[50])
+
+
+def test_partial_study_runs_each_point_per_seed_and_reports_the_spread(tmp_path, monkeypatch):
+    """--seeds 0 1 2: one run per seed (the config's randomness.seed set), mean +- sample std in study_summary.csv
+    and study.md, error bars in the plot; a rerun skips the finished runs."""
+    import csv
+
+    from mae_backbone.engine import partial_study
+    seen = []
+
+    def fake_point(cfg, k, pretrained, work_dir, launcher="none", epochs=None, seed=None):
+        seen.append((k, seed, work_dir.name))
+        top1 = 70.0 + k + 2.0 * seed  # seeds 0, 1, 2 -> +0, +2, +4: mean +2, std 2
+        return dict(init="MAE" if pretrained else "random init", k=str(k), blocks=k, epochs=100, seed=seed,
+                    top1=top1, top5=99.0, train_seconds=1.0, trainable_params=10)
+    plotted = []
+    monkeypatch.setattr(partial_study, "run_point", fake_point)
+    monkeypatch.setattr(partial_study, "plot", lambda summary, path: plotted.append(summary))
+    ckpt = tmp_path / "mae.pth"
+    ckpt.write_bytes(b"not read by the stub")
+    config = osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-partial_8xb128_in1k.py")
+    out = tmp_path / "s"
+    partial_study.run_study(config, [1, 4], str(ckpt), str(out), baseline_random_init=True, seeds=[0, 1, 2])
+    assert len(seen) == 12 and ("mae_k1_s2") in {d for _, _, d in seen}
+    with open(out / "study_summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert len(summary) == 4
+    mae4 = [r for r in summary if r["init"] == "MAE" and r["k"] == "4"][0]
+    assert float(mae4["top1_mean"]) == 76.0 and float(mae4["top1_std"]) == 2.0 and mae4["runs"] == "3"
+    assert "| MAE | 4 | 100 | 3 | 76.00 +- 2.00 |" in (out / "study.md").read_text()
+    assert plotted and all(r["top1_std"] == 2.0 for r in plotted[-1])
+    seen.clear()
+    partial_study.run_study(config, [1, 4], str(ckpt), str(out), baseline_random_init=True, seeds=[0, 1, 2])
+    assert seen == []
+    with pytest.raises(ValueError, match="--seeds must be distinct"):
+        partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "t"), seeds=[0, 0])
+
+
+def test_run_point_trains_with_the_seed_and_schedule_it_is_given(tmp_path, monkeypatch):
+    from mae_backbone.engine import partial_study
+    captured = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build_runner(cfg, launcher="none"):
+        captured["cfg"] = cfg
+        raise Stop
+    monkeypatch.setattr(partial_study, "build_runner", fake_build_runner)
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-partial_8xb128_in1k.py"))
+    with pytest.raises(Stop):
+        partial_study.run_point(cfg, 2, None, tmp_path / "p", epochs=50, seed=7)
+    got = captured["cfg"]
+    assert got.randomness.seed == 7 and got.randomness.diff_rank_seed  # the rest of randomness kept
+    assert got.train_cfg.max_epochs == 50 and got.param_scheduler[-1]["T_max"] == 45 and got.model.finetune_blocks == 2
+    assert cfg.randomness.seed == 0 and cfg.train_cfg.max_epochs == 100  # the caller's config is untouched

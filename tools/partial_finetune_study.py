@@ -3,6 +3,8 @@
 python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained CKPT --baseline-random-init
 python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained CKPT --epochs 50 100 200
   (the paper's protocol, appendix A.1: each k trained for 50, 100 and 200 epochs, the best reported)
+python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained CKPT --seeds 0 1 2
+  (every point once per seed: mean +- std in study.md / study_summary.csv, error bars in study.png)
 Writes <work-dir>/study.csv, study.md and study.png; each point keeps its own work dir and log, and a
 rerun skips the points already finished.
 """
@@ -23,6 +25,7 @@ def main():
     p.add_argument("--baseline-random-init", action="store_true", help="also run every k from random init")
     p.add_argument("--epochs", nargs="+", type=int,
                    help="schedules (epochs) to try for every k; the best per k is reported (default: the config's)")
+    p.add_argument("--seeds", nargs="+", type=int, help="train every point once per seed (default: the config's seed)")
     p.add_argument("--work-dir", help="default: work_dirs/study_<config name>")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
@@ -36,10 +39,10 @@ def main():
     try:
         rows = run_study(args.config, parse_blocks(args.blocks), args.pretrained, work_dir,
                          baseline_random_init=args.baseline_random_init, cfg_options=args.cfg_options,
-                         launcher=args.launcher, epochs=args.epochs)
+                         launcher=args.launcher, epochs=args.epochs, seeds=args.seeds)
         if rows and is_main_process():  # before the process group goes away
             print(open(osp.join(work_dir, "study.md")).read())
-            print(f"wrote {work_dir}/study.csv, study.md, study.png")
+            print(f"wrote {work_dir}/study.csv, study_summary.csv, study.md, study.png")
     finally:
         shutdown_distributed()
 

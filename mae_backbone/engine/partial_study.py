@@ -3,6 +3,7 @@
 The schedule is a study parameter: the paper (appendix A.1) trains each k for 50, 100 or 200 epochs and reports
 the best, "tuning fewer blocks requires a longer schedule". ``epochs=[50, 100, 200]`` runs that search (every
 point retimed by :func:`~mae_backbone.engine.launch.set_epochs`) and reports the best schedule per k.
+``seeds=[0, 1, 2]`` trains every point once per seed and reports mean +- standard deviation (error bars).
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from mmengine.model import is_model_wrapper
 from ..models import ENCODER_SHAPES
 from .launch import build_runner, init_distributed, set_epochs
 
-FIELDS = ("init", "k", "blocks", "epochs", "top1", "top5", "train_seconds", "trainable_params")
+FIELDS = ("init", "k", "blocks", "epochs", "seed", "top1", "top5", "train_seconds", "trainable_params")
+SUMMARY_FIELDS = ("init", "k", "blocks", "epochs", "runs", "top1_mean", "top1_std", "top5_mean", "top5_std",
+                  "train_seconds", "trainable_params")
 
 
 def parse_blocks(values: Sequence[str]) -> List[Union[int, str]]:
@@ -59,12 +62,14 @@ def encoder_depth(cfg: Config) -> int:
 
 
 def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_dir: Path,
-              launcher: str = "none", epochs: Optional[int] = None) -> Dict:
-    """Train one configuration with the last ``k`` blocks trainable (for ``epochs``, default: the config's);
-    evaluate; return its result row."""
+              launcher: str = "none", epochs: Optional[int] = None, seed: Optional[int] = None) -> Dict:
+    """Train one configuration with the last ``k`` blocks trainable (for ``epochs`` and with ``seed``, default: the
+    config's); evaluate; return its result row."""
     cfg = Config(cfg.to_dict())  # independent copy
     if epochs is not None:
         set_epochs(cfg, epochs)
+    if seed is not None:
+        cfg.randomness = dict(cfg.get("randomness") or {}, seed=int(seed))
     cfg.work_dir = str(work_dir)
     # mmengine keys its logger by experiment name (default: config + timestamp in seconds): two points
     # started within one second would share a log file. A name per point keeps each point's log its own.
@@ -81,16 +86,20 @@ def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_d
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     depth = model.model.depth
     return dict(init="MAE" if pretrained else "random init", k=str(k), blocks=depth if k == "all" else int(k),
-                epochs=int(cfg.train_cfg.max_epochs), top1=round(float(metrics["accuracy/top1"]), 2), top5=round(float(metrics["accuracy/top5"]), 2),
+                epochs=int(cfg.train_cfg.max_epochs), seed=(cfg.get("randomness") or {}).get("seed", ""),
+                top1=round(float(metrics["accuracy/top1"]), 2), top5=round(float(metrics["accuracy/top5"]), 2),
                 train_seconds=round(seconds, 1), trainable_params=model.freeze_report.trainable)
 
 
 def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Optional[str], work_dir: str,
               baseline_random_init: bool = False, cfg_options: Optional[dict] = None,
-              launcher: str = "none", epochs: Optional[Sequence[int]] = None) -> List[Dict]:
-    """Run (or resume) every (init, k, epochs) point; write study.csv, study.md and study.png in ``work_dir``.
+              launcher: str = "none", epochs: Optional[Sequence[int]] = None,
+              seeds: Optional[Sequence[int]] = None) -> List[Dict]:
+    """Run (or resume) every (init, k, epochs, seed) point; write study.csv (every run), study_summary.csv (mean and
+    standard deviation over seeds), study.md and study.png (with error bars) in ``work_dir``.
 
-    ``epochs``: schedules to try for every k (the paper's search: 50, 100, 200); None runs the config's."""
+    ``epochs``: schedules to try for every k (the paper's search: 50, 100, 200); None runs the config's.
+    ``seeds``: one run per seed for every point; None runs the config's seed once."""
     from tqdm import tqdm
     if not pretrained and not baseline_random_init:
         raise ValueError("nothing to compare: pass --pretrained CKPT and/or --baseline-random-init")
@@ -111,30 +120,35 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     for e in schedules:  # refuse a schedule the config cannot be retimed to before any training starts
         if e is not None:
             set_epochs(Config(cfg.to_dict()), e)
+    seed_list = [None] if not seeds else [int(v) for v in seeds]
+    if seed_list != [None] and len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"--seeds must be distinct integers, got {list(seeds)}")
     bad = [k for k in blocks if k != "all" and not 0 <= k <= depth]
     if bad or len({depth if k == "all" else k for k in blocks}) != len(blocks):
         raise ValueError(f"--blocks must be distinct values in [0, {depth}] or 'all' (= {depth}), got {list(blocks)}")
     inits = ([("mae", pretrained)] if pretrained else []) + ([("random", None)] if baseline_random_init else [])
-    points = [(name, ckpt, k, e) for name, ckpt in inits for k in blocks for e in schedules]
+    points = [(name, ckpt, k, e, sd) for name, ckpt in inits for k in blocks for e in schedules for sd in seed_list]
     out = Path(work_dir)
     rows = []
-    for name, ckpt, k, e in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
-        point_dir = out / (f"{name}_k{k}" if e is None else f"{name}_k{k}_e{e}")
+    for name, ckpt, k, e, sd in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
+        point_dir = out / (f"{name}_k{k}" + ("" if e is None else f"_e{e}") + ("" if sd is None else f"_s{sd}"))
         done = point_dir / "result.json"
         fingerprint = dict(config=os.path.abspath(config), pretrained=ckpt and os.path.abspath(ckpt), k=str(k),
                            cfg_options=repr(sorted((cfg_options or {}).items())))
-        if e is not None:  # (studies written before schedules were a parameter have no such key)
+        if e is not None:  # (studies written before schedules / seeds were parameters have no such key)
             fingerprint["epochs"] = e
+        if sd is not None:
+            fingerprint["seed"] = sd
         if _rank0_says(done.exists()):  # every rank must agree, even without a shared filesystem
             if is_main_process():
                 saved = json.loads(done.read_text())
                 if saved.get("fingerprint") != fingerprint:
                     raise ValueError(f"{done} was produced with other settings ({saved.get('fingerprint')}); "
                                      f"use another --work-dir or delete {point_dir} to rerun it")
-                rows.append({"epochs": "", **saved["row"]})
-                tqdm.write(f"skipping finished point {name} k={k} epochs={e} ({done})")
+                rows.append({"epochs": "", "seed": "", **saved["row"]})
+                tqdm.write(f"skipping finished point {name} k={k} epochs={e} seed={sd} ({done})")
             continue
-        row = run_point(cfg, k, ckpt, point_dir, launcher, epochs=e)
+        row = run_point(cfg, k, ckpt, point_dir, launcher, epochs=e, seed=sd)
         if is_main_process():
             point_dir.mkdir(parents=True, exist_ok=True)
             done.write_text(json.dumps(dict(row=row, fingerprint=fingerprint)))
@@ -154,50 +168,86 @@ def _rank0_says(flag: bool) -> bool:
     return bool(box[0])
 
 
-def best_per_k(rows: List[Dict]) -> List[Dict]:
-    """For each (init, k), the row of the schedule with the best top-1 (the paper's choice per k, A.1)."""
-    best: Dict = {}
+def summarize(rows: List[Dict]) -> List[Dict]:
+    """One row per (init, k, epochs): runs, mean and sample standard deviation of top-1 / top-5 over the seeds."""
+    import statistics
+    groups: Dict = {}
     for r in rows:
+        groups.setdefault((r["init"], r["k"], r["epochs"]), []).append(r)
+    out = []
+    for (init, k, epochs), runs in groups.items():
+        top1 = [float(r["top1"]) for r in runs]
+        top5 = [float(r["top5"]) for r in runs]
+        std = (lambda v: round(statistics.stdev(v), 2) if len(v) > 1 else 0.0)  # noqa: E731
+        out.append(dict(init=init, k=k, blocks=runs[0]["blocks"], epochs=epochs, runs=len(runs),
+                        top1_mean=round(statistics.fmean(top1), 2), top1_std=std(top1),
+                        top5_mean=round(statistics.fmean(top5), 2), top5_std=std(top5),
+                        train_seconds=round(statistics.fmean(float(r["train_seconds"]) for r in runs), 1),
+                        trainable_params=runs[0]["trainable_params"]))
+    return out
+
+
+def best_per_k(summary: List[Dict]) -> List[Dict]:
+    """For each (init, k), the schedule with the best mean top-1 (the paper's choice per k, A.1)."""
+    best: Dict = {}
+    for r in summary:
         key = (r["init"], r["k"])
-        if key not in best or float(r["top1"]) > float(best[key]["top1"]):
+        if key not in best or float(r["top1_mean"]) > float(best[key]["top1_mean"]):
             best[key] = r
     return list(best.values())
 
 
-def _table(rows: List[Dict]) -> List[str]:
-    lines = ["| init | fine-tuned blocks | epochs | top-1 | top-5 | trainable params | train time (s) |",
-             "|---|---|---|---|---|---|---|"]
-    return lines + [f"| {r['init']} | {r['k']} | {r['epochs']} | {r['top1']:.2f} | {r['top5']:.2f} | "
+def _runs_table(rows: List[Dict]) -> List[str]:
+    lines = ["| init | fine-tuned blocks | epochs | seed | top-1 | top-5 | trainable params | train time (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    return lines + [f"| {r['init']} | {r['k']} | {r['epochs']} | {r['seed']} | {r['top1']:.2f} | {r['top5']:.2f} | "
                     f"{r['trainable_params']:,} | {r['train_seconds']:.0f} |" for r in rows]
 
 
+def _summary_table(summary: List[Dict]) -> List[str]:
+    lines = ["| init | fine-tuned blocks | epochs | runs | top-1 (mean +- std) | top-5 (mean +- std) | "
+             "trainable params |", "|---|---|---|---|---|---|---|"]
+    return lines + [f"| {r['init']} | {r['k']} | {r['epochs']} | {r['runs']} | {r['top1_mean']:.2f} +- "
+                    f"{r['top1_std']:.2f} | {r['top5_mean']:.2f} +- {r['top5_std']:.2f} | {r['trainable_params']:,} |"
+                    for r in summary]
+
+
 def write_outputs(rows: List[Dict], out: Path) -> None:
-    """study.csv (every point), study.md (Markdown tables) and study.png (top-1 vs. number of fine-tuned blocks,
-    the best schedule per k when several were run)."""
+    """study.csv (every run), study_summary.csv and study.md (mean +- std over seeds; the best schedule per k when
+    several were run) and study.png (top-1 vs. number of fine-tuned blocks, error bars = std over seeds)."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "study.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    best = best_per_k(rows)
-    lines = _table(rows)
-    if len(best) < len(rows):
-        lines += ["", "Best schedule per k (the paper's protocol, appendix A.1):", ""] + _table(best)
+    summary = summarize(rows)
+    with open(out / "study_summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(summary)
+    best = best_per_k(summary)
+    lines = _runs_table(rows)
+    if len(summary) < len(rows):
+        lines += ["", "Mean +- standard deviation over seeds:", ""] + _summary_table(summary)
+    if len(best) < len(summary):
+        lines += ["", "Best schedule per k (the paper's protocol, appendix A.1):", ""] + _summary_table(best)
     (out / "study.md").write_text("\n".join(lines) + "\n")
     plot(best, out / "study.png")
 
 
-def plot(rows: List[Dict], path: Path) -> None:
-    """Figure-9-style plot: x = number of fine-tuned blocks, y = top-1, one line per initialisation."""
+def plot(summary: List[Dict], path: Path) -> None:
+    """Figure-9-style plot: x = number of fine-tuned blocks, y = mean top-1 with std error bars over the seeds, one
+    line per initialisation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
-    for init in dict.fromkeys(r["init"] for r in rows):
-        pts = sorted((int(r["blocks"]), float(r["top1"])) for r in rows if r["init"] == init)
-        xs, ys = zip(*pts)
-        ax.plot(xs, ys, marker="o", label=init)
-        for x, y in pts:
+    for init in dict.fromkeys(r["init"] for r in summary):
+        pts = sorted((int(r["blocks"]), float(r["top1_mean"]), float(r["top1_std"]))
+                     for r in summary if r["init"] == init)
+        xs, ys, es = zip(*pts)
+        ax.errorbar(xs, ys, yerr=es if any(es) else None, marker="o", capsize=3, label=init)
+        for x, y, _ in pts:
             ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
     ax.set_xlabel("# blocks fine-tuned")
     ax.set_ylabel("top-1 accuracy (%)")
