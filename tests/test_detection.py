@@ -355,9 +355,15 @@ def test_overfit_two_photos_reaches_ap50(coco_dir, tmp_path, config, iters):
     assert list(work.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard scalars written"
     ckpt = work / f"iter_{iters}.pth"
     vis = tmp_path / "vis"
+    dump = tmp_path / "preds.pkl"
     test = subprocess.run([sys.executable, "tools/test.py", config, str(ckpt), "--work-dir", str(tmp_path / "t"),
-                           "--show-dir", str(vis), "--cfg-options", *opts], cwd=ROOT, capture_output=True, text=True)
+                           "--show-dir", str(vis), "--out", str(dump), "--cfg-options", *opts],
+                          cwd=ROOT, capture_output=True, text=True)
     assert test.returncode == 0, test.stderr[-3000:]
+    import pickle
+    with open(dump, "rb") as f:
+        preds = pickle.load(f)
+    assert len(preds) == 2 and {"bboxes", "scores", "labels", "masks"} <= set(preds[0]["pred_instances"])
     metrics = dict(re.findall(r"(coco/\w+): ([0-9.]+)", test.stdout))
     ap50 = float(metrics["coco/bbox_mAP_50"])
     print(f"{osp.basename(config)}: bbox AP50 {ap50:.3f}, AP {metrics['coco/bbox_mAP']}, "
@@ -367,3 +373,11 @@ def test_overfit_two_photos_reaches_ap50(coco_dir, tmp_path, config, iters):
         png = vis / f"{name}.png"
         assert png.is_file(), list(vis.iterdir())
         assert Image.open(png).size == (2 * w, h)  # ground truth | prediction, at the photo's size
+    # the trained detector on one's own images (a folder here), through mmdet's DetInferencer
+    out = tmp_path / "infer"
+    run = subprocess.run([sys.executable, "tools/inference.py", config, str(ckpt), str(coco_dir / "images"),
+                          "--out-dir", str(out), "--device", "cpu"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+    pred = json.loads((out / "preds" / "voc.json").read_text())
+    assert len(pred["bboxes"]) == len(pred["scores"]) > 0 and Image.open(out / "vis" / "voc.jpg").size == (500, 375)

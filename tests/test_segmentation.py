@@ -154,6 +154,13 @@ def test_overfit_two_photos_reaches_miou(tmp_path, config, iters, min_miou):
         png = vis / f"{name}.png"
         assert png.is_file(), list(vis.iterdir())
         assert Image.open(png).size == (2 * w, h)  # ground truth | colour-coded prediction
+    # the trained segmenter on one's own image, through mmseg's MMSegInferencer
+    out = tmp_path / "infer"
+    img = next((data / "images" / "validation").glob("*.jpg"))
+    run = subprocess.run([sys.executable, "tools/inference.py", config, str(work / f"iter_{iters}.pth"), str(img),
+                          "--out-dir", str(out), "--device", "cpu"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert list((out / "vis").iterdir()) and list((out / "preds").iterdir())
 
 
 @pytest.mark.parametrize("name", ["upernet_mae-vit-b_8xb2-160k_ade20k-512x512.py",

@@ -1,15 +1,26 @@
-"""Evaluate a checkpoint: python tools/test.py CONFIG CKPT [--split val|test] [--cfg-options k=v ...]
+"""Evaluate a checkpoint: python tools/test.py CONFIG CKPT [--split val|test] [--out results.pkl]
+    [--show-dir DIR | --show [--wait-time S]] [--tta] [--cfg-options k=v ...]
 
 Every weight of the checkpoint must match the model (strict load); the default split is the config's
 validation set (``val_dataloader`` / ``val_evaluator``), which derived configs and --cfg-options edit.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 from mmengine.config import Config, DictAction  # noqa: E402
+
+
+def dump_metric(cfg, path: str):
+    """A metric that writes every prediction to ``path``: mmdet's (masks as RLE) for detection configs."""
+    if cfg.get("default_scope") == "mmdet":
+        from mmdet.evaluation import DumpDetResults
+        return DumpDetResults(out_file_path=path)
+    from mmengine.evaluator import DumpResults
+    return DumpResults(out_file_path=path)
 
 
 def main():
@@ -23,6 +34,11 @@ def main():
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--show-dir", help="write <image>.png with ground truth and predictions drawn by the "
                                        "config's visualizer (detection / segmentation)")
+    p.add_argument("--show", action="store_true", help="show each prediction in a window (needs a display; "
+                                                        "--show-dir writes the pictures instead)")
+    p.add_argument("--wait-time", type=float, default=2.0, help="seconds each --show window stays (default 2)")
+    p.add_argument("--out", help="also dump the raw predictions to this .pkl file (mmengine DumpResults; detection: "
+                                 "mmdet's DumpDetResults, masks as RLE)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: wrap the model in the config's "
                                                        "tta_model (e.g. multi-scale + flip segmentation configs)")
     args = p.parse_args()
@@ -46,6 +62,16 @@ def main():
             sys.exit("--tta needs a config with tta_model and a TestTimeAug test pipeline, e.g. *_ms-flip-test.py")
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.out and not args.out.endswith((".pkl", ".pickle")):
+        sys.exit(f"--out {args.out}: the dump is a pickle, name it *.pkl")
+    if args.show:
+        vis_hook = (cfg.get("default_hooks") or {}).get("visualization")
+        if not vis_hook:
+            sys.exit("--show needs a config with a visualization hook (detection / segmentation configs have one)")
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            sys.exit("--show opens a window per image and needs a display (DISPLAY is not set): use --show-dir DIR to "
+                     "write the pictures instead")
+        vis_hook.update(draw=True, show=True, wait_time=args.wait_time)
     if args.show_dir:
         if not cfg.get("visualizer"):
             sys.exit("--show-dir needs a config with a visualizer (detection / segmentation configs have one)")
@@ -56,10 +82,14 @@ def main():
     try:
         runner = build_runner(cfg, args.launcher)
         runner.load_checkpoint(args.checkpoint, strict=True)  # mmengine's default is non-strict
+        if args.out:
+            runner.test_evaluator.metrics.append(dump_metric(cfg, osp.abspath(args.out)))
         metrics = runner.test()
         print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()))
         if args.show_dir:
             print(f"predictions drawn to {osp.abspath(args.show_dir)}")
+        if args.out:
+            print(f"predictions dumped to {osp.abspath(args.out)}")
     finally:
         shutdown_distributed()
 

@@ -1,0 +1,70 @@
+"""OpenMMLab command-line habits: bare --amp, --auto-scale-lr, --no-validate, epochs=E, test.py --out / --show,
+the dist / slurm test launchers."""
+import importlib.util
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+FT = osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-ft_8xb128-100e_in1k.py")
+DET = osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py")
+
+
+def tool(name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", osp.join(ROOT, "tools", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bare_amp_means_the_hardwares_mixed_precision():
+    train = tool("train")
+    assert train.parse_args([FT, "--amp"]).amp == "bf16"  # resolved per device by set_amp / resolve_precision
+    assert train.parse_args([FT, "--amp", "off"]).amp == "off" and train.parse_args([FT]).amp is None
+    with pytest.raises(SystemExit):
+        train.parse_args([FT, "--amp", "fp8"])
+
+
+def test_auto_scale_lr_is_refused_where_lr_comes_from_blr_and_enabled_elsewhere():
+    train = tool("train")
+    with pytest.raises(SystemExit, match="scale twice"):
+        train.prepare(train.parse_args([FT, "--auto-scale-lr"]))
+    cfg = train.prepare(train.parse_args([DET, "--auto-scale-lr"]))
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=64)
+    assert not train.prepare(train.parse_args([DET])).auto_scale_lr.enable
+    with pytest.raises(SystemExit, match="base_batch_size"):
+        train.prepare(train.parse_args([DET, "--auto-scale-lr", "--cfg-options", "auto_scale_lr.base_batch_size=0"]))
+
+
+def test_no_validate_and_epochs_option():
+    train = tool("train")
+    cfg = train.prepare(train.parse_args([FT, "--no-validate", "--cfg-options", "epochs=10"]))
+    assert cfg.val_cfg is None and cfg.val_dataloader is None and cfg.val_evaluator is None
+    assert cfg.train_cfg.max_epochs == 10 and cfg.param_scheduler[-1]["end"] == 10 and cfg.param_scheduler[-1]["T_max"] == 5
+    assert train.prepare(train.parse_args([FT])).val_dataloader is not None
+
+
+def test_test_tool_refuses_show_without_a_display_and_a_non_pickle_out(tmp_path):
+    ckpt = tmp_path / "c.pth"
+    ckpt.write_bytes(b"x")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    run = subprocess.run([sys.executable, "tools/test.py", DET, str(ckpt), "--show"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "needs a display" in run.stderr and "--show-dir" in run.stderr
+    run = subprocess.run([sys.executable, "tools/test.py", FT, str(ckpt), "--show"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "visualization hook" in run.stderr
+    run = subprocess.run([sys.executable, "tools/test.py", DET, str(ckpt), "--out", "r.json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "*.pkl" in run.stderr
+
+
+def test_dist_and_slurm_test_launchers_call_test_py():
+    for name, args in (("dist_test.sh", "CONFIG CHECKPOINT NGPUS"), ("slurm_test.sh", "PARTITION JOB_NAME CONFIG CHECKPOINT")):
+        text = open(osp.join(ROOT, "tools", name)).read()
+        assert os.access(osp.join(ROOT, "tools", name), os.X_OK) and args in text and '/test.py" "$CONFIG" "$CHECKPOINT"' in text
+    run = subprocess.run(["bash", "-n", osp.join(ROOT, "tools", "dist_test.sh")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
