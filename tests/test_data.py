@@ -110,3 +110,78 @@ def test_idx_rejects_corrupt_files(tmp_path):
 def test_real_fashion_mnist_from_debian_package():
     ds = FashionMNIST(split="test")
     assert len(ds) == 10000 and set(np.unique(ds.labels)) == set(range(10))
+
+
+# ----------------------------------------------------------------------------- safe data paths
+def _images(folder, names):
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        Image.new("RGB", (8, 8), (100, 50, 0)).save(folder / n)
+
+
+def test_labelled_dataset_refuses_a_flat_folder_and_reads_labels_files(tmp_path):
+    import pytest
+    from mae_backbone.data import ImageFolder
+    flat = tmp_path / "val"
+    _images(flat, ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"])
+    with pytest.raises(ValueError, match="root/<class>/<image>.*labels_file"):
+        ImageFolder(str(flat), labelled=True)
+    assert [s[1] for s in ImageFolder(str(flat)).samples] == [-1, -1]  # unlabelled use (pretraining) is fine
+    loc = tmp_path / "LOC_val_solution.csv"
+    loc.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n02 1 2 3 4 n02 5 6 7 8\n"
+                   "ILSVRC2012_val_00000002,n01 1 2 3 4\n")
+    ds = ImageFolder(str(flat), labelled=True, labels_file=str(loc), classes=["n01", "n02", "n03"], num_classes=3)
+    assert [s[1] for s in ds.samples] == [1, 0]
+    txt = tmp_path / "val.txt"
+    txt.write_text("ILSVRC2012_val_00000001.JPEG 7\nILSVRC2012_val_00000002.JPEG 3\n")
+    assert [s[1] for s in ImageFolder(str(flat), labelled=True, labels_file=str(txt)).samples] == [7, 3]
+    txt.write_text("ILSVRC2012_val_00000001.JPEG 7\n")
+    with pytest.raises(ValueError, match="no label for 1 images"):
+        ImageFolder(str(flat), labelled=True, labels_file=str(txt))
+    txt.write_text("ILSVRC2012_val_00000001.JPEG 7\nILSVRC2012_val_00000002.JPEG 1\n")
+    with pytest.raises(ValueError, match="labels up to 7, the model has 5"):
+        ImageFolder(str(flat), labelled=True, labels_file=str(txt), num_classes=5)
+
+
+def test_dataset_root_with_splits_and_split_missing_a_class_are_refused(tmp_path):
+    import pytest
+    from mae_backbone.data import ImageFolder
+    for split in ("train", "val"):
+        for c in ("a", "b", "c"):
+            _images(tmp_path / split / c, [f"{c}.png"])
+    with pytest.raises(ValueError, match="dataset root, not a split.*train"):
+        ImageFolder(str(tmp_path))
+    ImageFolder(str(tmp_path / "train"), labelled=True, num_classes=3)
+    import shutil
+    shutil.rmtree(tmp_path / "val" / "a")
+    with pytest.raises(ValueError, match="2 classes, the model has 3"):
+        ImageFolder(str(tmp_path / "val"), labelled=True, num_classes=3)
+    ds = ImageFolder(str(tmp_path / "val"), labelled=True, num_classes=3, classes=["a", "b", "c"])
+    assert [s[1] for s in ds.samples] == [1, 2]  # indexed by the training classes, not shifted
+
+
+def test_top1_refuses_unlabelled_samples():
+    import pytest
+    import torch
+    from mae_backbone.engine import TopKAccuracy
+    metric = TopKAccuracy(topk=(1,))
+    with pytest.raises(ValueError, match="label -1"):
+        metric.process(None, [dict(logits=torch.tensor([0.1, 0.9]), label=torch.tensor(-1))])
+
+
+def test_data_root_option_moves_every_dataset_path():
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from mae_backbone.engine import apply_cfg_options
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(root, "configs", "classification", "vit-base-p16_mae-ft_8xb128-100e_in1k.py"))
+    apply_cfg_options(cfg, {"data_root": "/datasets/imagenet"})
+    assert cfg.train_dataloader.dataset.root == "/datasets/imagenet/train"
+    assert cfg.val_dataloader.dataset.root == "/datasets/imagenet/val" and cfg.data_root == "/datasets/imagenet"
+    det = Config.fromfile(osp.join(root, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py"))
+    apply_cfg_options(det, {"data_root": "/d/coco/"})
+    assert det.val_evaluator.ann_file == "/d/coco/annotations/instances_val2017.json"
+    assert det.train_dataloader.dataset.dataset.data_root == "/d/coco/"

@@ -290,10 +290,8 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
         partial_study.run_study(fm, [1], str(ckpt), str(tmp_path / "u"), epochs=[2])
     # --cfg-options epochs=E retimes the whole schedule here too (not only the config variable)
     seen.clear()
-    monkeypatch.setattr(partial_study, "set_epochs", lambda cfg, e: seen.append(("retimed", e)) or
-                        __import__("mae_backbone.engine.launch", fromlist=["x"]).set_epochs(cfg, e))
     partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "v"), cfg_options={"epochs": 200}, epochs=None)
-    assert ("retimed", 200) in seen and (1, 200, 200, 195) in seen  # the point trained the retimed schedule
+    assert seen == [(1, 200, 200, 195)]  # the point trained the retimed schedule
     with pytest.raises(ValueError, match="not both"):
         partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "w"), cfg_options={"epochs": 200}, epochs=[50])
 

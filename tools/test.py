@@ -44,8 +44,8 @@ def main():
     args = p.parse_args()
 
     cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    from mae_backbone.engine import apply_cfg_options
+    apply_cfg_options(cfg, args.cfg_options)  # data_root=DIR moves every dataset path
     if not osp.isfile(args.checkpoint):
         sys.exit(f"checkpoint not found: {args.checkpoint}")
     cfg.work_dir = args.work_dir or osp.join("work_dirs", "test_" + osp.splitext(osp.basename(args.config))[0])

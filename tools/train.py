@@ -31,7 +31,7 @@ def parse_args(argv=None):
                    help="torch.compile mode for --compile")
     p.add_argument("--cfg-options", nargs="+", action=DictAction,
                    help="override config keys, e.g. model.finetune_blocks=2; epochs=E retimes an epoch-based "
-                        "schedule (max_epochs and the lr schedule's end)")
+                        "schedule (max_epochs and the lr schedule's end); data_root=DIR moves every dataset path")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=None,
                    help="set by the legacy torch.distributed.launch; torchrun and slurm set it themselves")
@@ -54,11 +54,8 @@ def enable_auto_scale_lr(cfg: Config) -> None:
 def prepare(args) -> Config:
     """The config ``args`` ask for: overrides, retimed epochs, work dir, resume, lr scaling, validation, compile."""
     cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-        if "epochs" in args.cfg_options:  # retime the whole schedule, not only the config variable
-            from mae_backbone.engine import set_epochs
-            set_epochs(cfg, args.cfg_options["epochs"])
+    from mae_backbone.engine import apply_cfg_options
+    apply_cfg_options(cfg, args.cfg_options)  # epochs=E retimes the schedule, data_root=DIR moves the paths
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)

@@ -26,12 +26,27 @@ class ImageFolder(Dataset):
             once per file and returns the next readable image instead.
         mode: PIL mode the images are converted to (``RGB`` or ``L``).
         repeat: iterate the file list this many times per epoch (for tiny demo folders).
+        labelled: True for classification: every image needs a label, from ``root/<class>/`` folders or from
+            ``labels_file``; a flat folder without one is refused, naming the expected layout (instead of label -1
+            on every image and a top-1 of 0). False / None: labels are optional (pretraining).
+        labels_file: labels for a flat folder (the ImageNet validation tarball unpacks flat): ImageNet's
+            ``LOC_val_solution.csv`` (``ImageId,PredictionString`` with the synset first) or a text file of
+            ``<file name> <class index or synset>`` lines (``val.txt``). Synsets map to indices through
+            ``classes`` (the sorted class folders of the training split), or through the file's own sorted set.
+        classes: class names in index order (the training split's folders); class folders must be among them.
+        num_classes: the model's class count: a split whose class folders (or labels) do not fit it is refused,
+            since an evaluation split missing a class would shift every later index.
+
+    A ``root`` holding ``train/`` and ``val/`` (the dataset root, not a split) is refused: scanned as one folder it
+    would mix the splits (pretraining on train + val) or take the split names as two classes.
 
     Items are ``dict(inputs=image, label=class index or -1, path=str)``.
     """
 
     def __init__(self, root: str, transform: Optional[Callable] = None, on_error: str = "raise",
-                 mode: str = "RGB", repeat: int = 1, extensions: Sequence[str] = IMG_EXTENSIONS):
+                 mode: str = "RGB", repeat: int = 1, extensions: Sequence[str] = IMG_EXTENSIONS,
+                 labelled: Optional[bool] = None, labels_file: Optional[str] = None,
+                 classes: Optional[Sequence[str]] = None, num_classes: Optional[int] = None):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if repeat < 1:
@@ -39,11 +54,79 @@ class ImageFolder(Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
+        splits = [d for d in ("train", "val", "validation", "test") if (self.root / d).is_dir()]
+        if len(splits) >= 2:
+            raise ValueError(f"{self.root} holds the splits {splits}: it is the dataset root, not a split. Point root "
+                             f"at {self.root / splits[0]} (training) or {self.root / splits[1]} (evaluation)")
         self.transform, self.on_error, self.mode, self.repeat = transform, on_error, mode, repeat
         self.samples, self.classes = self._scan(tuple(e.lower() for e in extensions))
         if not self.samples:
             raise FileNotFoundError(f"no images with extensions {tuple(extensions)} under {self.root}")
+        if classes is not None:
+            self._reindex(list(classes))
+        if labels_file is not None:
+            self._read_labels(Path(labels_file))
+        unlabelled = [path for path, label in self.samples if label < 0]
+        if labelled and unlabelled:
+            raise ValueError(
+                f"{self.root}: {len(unlabelled)} of {len(self.samples)} images have no label (e.g. {unlabelled[0]}). "
+                f"A labelled dataset needs root/<class>/<image> folders (the ImageNet train layout), or a flat folder "
+                f"with labels_file=... (ImageNet's LOC_val_solution.csv, or a val.txt of '<file> <class>' lines)")
+        if num_classes is not None:
+            top = max(label for _, label in self.samples)
+            if (self.classes and len(self.classes) != num_classes) or top >= num_classes:
+                found = f"{len(self.classes)} classes" if self.classes else f"labels up to {top}"
+                raise ValueError(f"{self.root}: {found}, the model has {num_classes}: an evaluation split missing a "
+                                 f"class shifts every later index. Pass classes= (the training split's folder names) "
+                                 f"or fix num_classes")
         self._bad: set = set()
+
+    def _reindex(self, classes: List[str]) -> None:
+        """Index class folders by ``classes`` (the training split's), not by this split's own folders."""
+        unknown = sorted(set(self.classes) - set(classes))
+        if unknown:
+            raise ValueError(f"{self.root}: class folders {unknown[:5]} are not among the {len(classes)} given classes")
+        index = {c: i for i, c in enumerate(classes)}
+        self.samples = [(p, index[self.classes[label]] if label >= 0 else -1) for p, label in self.samples]
+        self.classes = classes
+
+    def _read_labels(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"labels_file not found: {path}")
+        names = {}
+        with open(path) as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+        if lines and lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
+            for ln in lines[1:]:  # ILSVRC2012_val_00000001,n01751748 x y x y n01751748 ...
+                image_id, pred = ln.split(",", 1)
+                names[image_id] = pred.split()[0]
+        else:
+            for ln in lines:
+                parts = ln.split()
+                if len(parts) != 2:
+                    raise ValueError(f"{path}: expected '<file name> <class>' lines, got {ln!r}")
+                names[Path(parts[0]).stem] = parts[1]
+        values = set(names.values())
+        if all(v.isdigit() for v in values):
+            to_index = {v: int(v) for v in values}
+        else:
+            classes = self.classes or sorted(values)
+            missing = sorted(values - set(classes))
+            if missing:
+                raise ValueError(f"{path}: classes {missing[:5]} are not among the given classes")
+            to_index = {c: i for i, c in enumerate(classes)}
+            self.classes = list(classes)
+        samples, unknown = [], []
+        for p, label in self.samples:
+            key = Path(p).stem
+            if key in names:
+                label = to_index[names[key]]
+            elif label < 0:
+                unknown.append(p)
+            samples.append((p, label))
+        if unknown:
+            raise ValueError(f"{path} has no label for {len(unknown)} images under {self.root} (e.g. {unknown[0]})")
+        self.samples = samples
 
     def _scan(self, extensions: Tuple[str, ...]) -> Tuple[List[Tuple[str, int]], List[str]]:
         subdirs = sorted(d.name for d in os.scandir(self.root) if d.is_dir())

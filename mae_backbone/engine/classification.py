@@ -98,8 +98,9 @@ class TopKAccuracy(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
-            if s["label"] is None:
-                raise ValueError("TopKAccuracy needs labelled samples")
+            if s["label"] is None or int(s["label"]) < 0:
+                raise ValueError("TopKAccuracy needs labelled samples, got label -1 (an image folder without class "
+                                 "folders): give the dataset labelled=True and class folders or a labels_file")
             k = min(max(self.topk), s["logits"].numel())
             top = s["logits"].topk(k).indices.cpu()
             self.results.append([bool((top[:t] == int(s["label"])).any()) for t in self.topk])

@@ -142,6 +142,49 @@ def set_epochs(cfg: Config, epochs: int) -> Config:
     return cfg
 
 
+def rebase_data_root(cfg: Config, old: str, new: str) -> int:
+    """Replace the prefix ``old`` by ``new`` in every string of ``cfg`` that starts with it; returns how many.
+
+    Configs write paths as ``data_root + 'train'``, resolved when the file is read, so overriding ``data_root``
+    afterwards changes nothing by itself."""
+    if old.endswith("/") and not new.endswith("/"):
+        new += "/"
+    count = 0
+
+    def walk(node):
+        nonlocal count
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in list(items):
+            if isinstance(value, str) and value.startswith(old):
+                node[key] = new + value[len(old):]
+                count += 1
+            elif isinstance(value, (dict, list)):
+                walk(value)
+    for key in list(cfg.keys()):
+        value = cfg[key]
+        if isinstance(value, (dict, list)):
+            walk(value)
+    return count
+
+
+def apply_cfg_options(cfg: Config, options: Optional[dict]) -> Config:
+    """``--cfg-options``: ``merge_from_dict``, plus the variables other values are derived from when the config is
+    read: ``epochs=E`` retimes the schedule (:func:`set_epochs`), ``data_root=DIR`` moves every path under the
+    config's data root."""
+    if not options:
+        return cfg
+    old_root = cfg.get("data_root")
+    cfg.merge_from_dict(options)
+    if "data_root" in options:
+        if not isinstance(old_root, str) or not old_root:
+            raise ValueError("data_root=...: this config has no data_root variable; set the dataset paths themselves")
+        moved = rebase_data_root(cfg, old_root, str(options["data_root"]))
+        logger.info("data_root %s -> %s: %d paths moved", old_root, options["data_root"], moved)
+    if "epochs" in options:
+        set_epochs(cfg, options["epochs"])
+    return cfg
+
+
 def check_schedule(cfg: Config) -> None:
     """Warn when an epoch-based lr schedule does not end with training (``train_cfg.max_epochs`` overridden
     alone): a cosine then stops short of its floor, or the lr stays flat for the extra epochs."""

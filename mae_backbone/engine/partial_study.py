@@ -20,7 +20,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ..models import ENCODER_SHAPES
-from .launch import build_runner, init_distributed, set_epochs
+from .launch import apply_cfg_options, build_runner, init_distributed, set_epochs
 
 FIELDS = ("init", "k", "blocks", "epochs", "seed", "top1", "top5", "train_seconds", "trainable_params")
 SUMMARY_FIELDS = ("init", "k", "blocks", "epochs", "runs", "top1_mean", "top1_std", "top5_mean", "top5_std",
@@ -107,12 +107,9 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
         raise FileNotFoundError(f"pretrained checkpoint not found: {pretrained}")
     init_distributed(launcher)  # before any rank-dependent decision (skipping, writing)
     cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-        if "epochs" in cfg_options:  # the whole schedule, as tools/train.py does
-            if epochs:
-                raise ValueError("give the schedule once: --epochs E ... or --cfg-options epochs=E, not both")
-            set_epochs(cfg, cfg_options["epochs"])
+    if cfg_options and "epochs" in cfg_options and epochs:
+        raise ValueError("give the schedule once: --epochs E ... or --cfg-options epochs=E, not both")
+    apply_cfg_options(cfg, cfg_options)  # as tools/train.py: epochs=E retimes, data_root=DIR moves the paths
     depth = encoder_depth(cfg)
     schedules = [None] if not epochs else [int(e) for e in epochs]
     if schedules != [None] and (len(set(schedules)) != len(schedules) or min(schedules) < 1):
