@@ -56,10 +56,11 @@ def _abbrev(keys: Sequence[str], limit: int = 8) -> List[str]:
 
 # --------------------------------------------------------------------------- reading
 def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
-    """Read a ``.pth``/``.pt``/``.bin`` (``weights_only=True``) or ``.safetensors`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    """Read a ``.pth``/``.pt``/``.bin`` (``weights_only=True``) or ``.safetensors`` file: a path, an official name
+    (``mae_pretrain_vit_base``) or an ``http(s)://`` / ``file://`` URL (downloaded once and verified,
+    :mod:`mae_backbone.weights`)."""
+    from .weights import resolve_checkpoint
+    path = resolve_checkpoint(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))

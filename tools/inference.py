@@ -85,8 +85,11 @@ def main(argv=None):
     p.add_argument("--score-thr", type=float, default=0.3, help="detection: draw boxes scoring at least this")
     p.add_argument("--batch-size", type=int, default=1)
     args = p.parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f"checkpoint not found: {args.checkpoint}")
+    from mae_backbone.weights import DownloadError, resolve_checkpoint
+    try:
+        args.checkpoint = str(resolve_checkpoint(args.checkpoint))  # a path or an http(s):// / file:// URL
+    except (FileNotFoundError, DownloadError) as e:
+        raise SystemExit(str(e))
     images = list_images(args.inputs)
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

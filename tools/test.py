@@ -26,7 +26,7 @@ def dump_metric(cfg, path: str):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a path, an http(s):// or file:// URL, or an official weights name")
     p.add_argument("--split", choices=["val", "test"], default="val",
                    help="evaluate val_dataloader (default) or the config's own test_dataloader")
     p.add_argument("--work-dir", help="default: work_dirs/test_<config name>")
@@ -46,8 +46,11 @@ def main():
     cfg = Config.fromfile(args.config)
     from mae_backbone.engine import apply_cfg_options
     apply_cfg_options(cfg, args.cfg_options)  # data_root=DIR moves every dataset path
-    if not osp.isfile(args.checkpoint):
-        sys.exit(f"checkpoint not found: {args.checkpoint}")
+    from mae_backbone.weights import DownloadError, resolve_checkpoint
+    try:  # a path, an http(s):// / file:// URL (downloaded once, verified) or an official name
+        checkpoint = str(resolve_checkpoint(args.checkpoint))
+    except (FileNotFoundError, DownloadError) as e:
+        sys.exit(str(e))
     cfg.work_dir = args.work_dir or osp.join("work_dirs", "test_" + osp.splitext(osp.basename(args.config))[0])
     if args.split == "val":  # base configs set test_dataloader as a copy made before any override
         cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
@@ -81,7 +84,7 @@ def main():
     from mae_backbone.engine import build_runner, shutdown_distributed
     try:
         runner = build_runner(cfg, args.launcher)
-        runner.load_checkpoint(args.checkpoint, strict=True)  # mmengine's default is non-strict
+        runner.load_checkpoint(checkpoint, strict=True)  # mmengine's default is non-strict
         if args.out:
             runner.test_evaluator.metrics.append(dump_metric(cfg, osp.abspath(args.out)))
         metrics = runner.test()

@@ -103,8 +103,9 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     from tqdm import tqdm
     if not pretrained and not baseline_random_init:
         raise ValueError("nothing to compare: pass --pretrained CKPT and/or --baseline-random-init")
-    if pretrained and not os.path.isfile(pretrained):
-        raise FileNotFoundError(f"pretrained checkpoint not found: {pretrained}")
+    if pretrained:  # a path, a URL or an official name -> a local, verified file (before any training starts)
+        from ..weights import resolve_checkpoint
+        pretrained = str(resolve_checkpoint(pretrained))
     init_distributed(launcher)  # before any rank-dependent decision (skipping, writing)
     cfg = Config.fromfile(config)
     if cfg_options and "epochs" in cfg_options and epochs:

@@ -1,7 +1,7 @@
 """Presets: encoders ``vit_*`` and MAE models ``mae_vit_*`` (official MAE shapes)."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Union
 
 from torch import nn
 
@@ -26,17 +26,35 @@ def _shape_kwargs(key: str) -> dict:
     return dict(patch_size=p, embed_dim=d, depth=n, num_heads=h, mlp_ratio=4.0)
 
 
-def _make(cls, key: str, extra: dict) -> Callable[..., nn.Module]:
-    def factory(**overrides) -> nn.Module:
-        return cls(**{**_shape_kwargs(key), **extra, **overrides})
-    factory.__doc__ = f"{cls.__name__} preset {key} ({ENCODER_SHAPES[key]}); keyword arguments override."
+# ``pretrained=`` needs checkpoint reading and downloads, which live above this pure-torch layer:
+# mae_backbone.weights registers its loader here when the package is imported (the layers keep pointing down)
+_PRETRAINED_LOADER: Optional[Callable[[nn.Module, str, Union[bool, str]], None]] = None
+
+
+def register_pretrained_loader(loader: Callable[[nn.Module, str, Union[bool, str]], None]) -> None:
+    """``loader(model, preset_name, pretrained)`` loads weights into a freshly built preset."""
+    global _PRETRAINED_LOADER
+    _PRETRAINED_LOADER = loader
+
+
+def _make(cls, key: str, extra: dict, name: str) -> Callable[..., nn.Module]:
+    def factory(pretrained: Union[bool, str] = False, **overrides) -> nn.Module:
+        model = cls(**{**_shape_kwargs(key), **extra, **overrides})
+        if pretrained:
+            if _PRETRAINED_LOADER is None:
+                raise RuntimeError("pretrained= needs mae_backbone.weights: import mae_backbone (the package) first")
+            _PRETRAINED_LOADER(model, name, pretrained)
+        return model
+    factory.__doc__ = (f"{cls.__name__} preset {key} ({ENCODER_SHAPES[key]}); keyword arguments override. "
+                       f"pretrained=True loads the official MAE weights of this size (mae_backbone.weights), "
+                       f"pretrained=NAME / URL / PATH a given checkpoint, strictly.")
     return factory
 
 
 for _key in ENCODER_SHAPES:
-    _REGISTRY[f"vit_{_key}"] = _make(VisionTransformer, _key, {})
+    _REGISTRY[f"vit_{_key}"] = _make(VisionTransformer, _key, {}, f"vit_{_key}")
     _REGISTRY[f"mae_vit_{_key}"] = _make(
-        MaskedAutoencoder, _key, dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16))
+        MaskedAutoencoder, _key, dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16), f"mae_vit_{_key}")
     globals()[f"vit_{_key}"] = _REGISTRY[f"vit_{_key}"]
     globals()[f"mae_vit_{_key}"] = _REGISTRY[f"mae_vit_{_key}"]
 
@@ -47,7 +65,8 @@ def list_models() -> List[str]:
 
 
 def create_model(name: str, **overrides) -> nn.Module:
-    """Build a preset by name, e.g. ``create_model('mae_vit_base_patch16', norm_pix_loss=True)``."""
+    """Build a preset by name, e.g. ``create_model('mae_vit_base_patch16', norm_pix_loss=True)``;
+    ``pretrained=True`` loads the official MAE weights of that size, ``pretrained=NAME / URL / PATH`` a checkpoint."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid presets: {', '.join(list_models())}")
     return _REGISTRY[name](**overrides)
