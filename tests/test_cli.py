@@ -68,3 +68,29 @@ def test_dist_and_slurm_test_launchers_call_test_py():
         assert os.access(osp.join(ROOT, "tools", name), os.X_OK) and args in text and '/test.py" "$CONFIG" "$CHECKPOINT"' in text
     run = subprocess.run(["bash", "-n", osp.join(ROOT, "tools", "dist_test.sh")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_the_official_flag_table_names_real_config_keys():
+    """Every --cfg-options key docs/cli.md maps an official MAE flag to exists in the config it is for."""
+    import re
+
+    from mmengine.config import Config
+    pre = Config.fromfile(osp.join(ROOT, "configs", "mae", "mae_vit-base-p16_8xb128-accum4-amp-800e_in1k.py"))
+    ft = Config.fromfile(FT)
+    doc = open(osp.join(ROOT, "docs", "cli.md")).read()
+    keys = set(re.findall(r"\b((?:model|train_dataloader|val_dataloader|optim_wrapper|param_scheduler|randomness)"
+                          r"\.[\w.]+)=", doc))
+    assert len(keys) >= 15, keys
+
+    def exists(cfg, key):
+        node = cfg
+        for part in key.split("."):
+            if isinstance(node, list):
+                node = node[int(part)]
+            elif part in node:
+                node = node[part]
+            else:
+                return part in ("clip_grad", "max_norm")  # optional keys mmengine's OptimWrapper accepts
+        return True
+    missing = [k for k in keys if not (exists(ft, k) or exists(pre, k))]
+    assert not missing, missing
