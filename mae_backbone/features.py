@@ -39,28 +39,41 @@ _MAE_ONLY = ("mask_ratio", "norm_pix_loss", "masking", "mask_token_in_encoder", 
 def build_encoder(src, img_size: Optional[int] = None) -> Tuple[VisionTransformer, Tuple, Tuple]:
     """(encoder in eval mode, pixel mean, pixel std in 0-1 units) from a checkpoint path / name / URL / dict.
 
-    The shape comes from our runs' saved model spec, else from the tensors (head count from the presets, else
-    64-d heads). The load is strict on the encoder; a decoder, mask token or classification head is left out."""
+    The shape comes from our runs' saved model spec (its preset, then the overrides the encoder takes), else from
+    the tensors (head count from the presets, else 64-d heads). The load is strict on the encoder; a decoder, mask
+    token or classification head is left out. A fine-tuned classifier with global pooling (``fc_norm``, no final
+    ``norm``: the official mae_finetuned_* files, our fine-tuning runs) keeps its ``fc_norm`` as the encoder's
+    ``fc_norm``: ``pool='avg'`` then gives the classifier's own pooled feature, fc_norm(mean of patch tokens)."""
+    import inspect
     ckpt = read_checkpoint(src) if not isinstance(src, dict) else src
-    _, kwargs, norm = saved_spec(ckpt)
+    arch, kwargs, norm = saved_spec(ckpt)
     sd, _ = convert_state_dict(ckpt, "auto")
     if "patch_embed.proj.weight" not in sd or "pos_embed" not in sd:
         raise ValueError("not an encoder checkpoint: it has no patch_embed.proj.weight / pos_embed")
     dim, in_chans, p, _ = sd["patch_embed.proj.weight"].shape
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    if kwargs is not None:
-        kw = {k: v for k, v in kwargs.items() if k not in _MAE_ONLY}
+    side = int(round((sd["pos_embed"].shape[1] - 1) ** 0.5))
+    key = (arch or "").replace("mae_", "", 1).replace("vit_", "", 1)
+    if key in ENCODER_SHAPES:  # our run's preset: its head count and shape, then the run's overrides
+        pp, d, n, h = ENCODER_SHAPES[key]
+        kw = dict(patch_size=pp, embed_dim=d, depth=n, num_heads=h, img_size=side * p)
     else:
-        heads = next((h for (pp, d, n, h) in ENCODER_SHAPES.values() if (pp, d, n) == (p, dim, depth)), max(1, dim // 64))
-        side = int(round((sd["pos_embed"].shape[1] - 1) ** 0.5))
-        kw = dict(img_size=side * p)
-        kw.update(num_heads=heads)
+        heads = next((h for (pp, d, n, h) in ENCODER_SHAPES.values() if (pp, d, n) == (p, dim, depth)),
+                     max(1, dim // 64))
+        kw = dict(num_heads=heads, img_size=side * p)
+    accepted = set(inspect.signature(VisionTransformer.__init__).parameters) - {"self"}
+    kw.update({k: v for k, v in (kwargs or {}).items() if k in accepted})
     kw.update(patch_size=p, in_chans=in_chans, embed_dim=dim, depth=depth)
     if img_size is not None:
         kw["img_size"] = img_size
     encoder = VisionTransformer(**kw)
+    classifier = "fc_norm.weight" in sd and "norm.weight" not in sd
+    if classifier:
+        encoder.norm = torch.nn.Identity()
+        encoder.fc_norm = torch.nn.LayerNorm(dim, eps=1e-6)
     report = load_checkpoint(encoder, ckpt, strict=True,
-                             allowed_unexpected=[r"^decoder_", r"^mask_token$", r"^(head|fc_norm)\."])
+                             allowed_unexpected=[r"^decoder_", r"^mask_token$", r"^head\."] +
+                             ([] if classifier else [r"^fc_norm\."]))
     logger.info("encoder: %s", report)
     mean, std = norm or (IMAGENET_MEAN, IMAGENET_STD)
     return encoder.eval(), tuple(mean), tuple(std)
@@ -120,6 +133,9 @@ def embed(encoder: VisionTransformer, x: torch.Tensor, pool: str = "avg", layers
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if pool == "cls" and not encoder.use_cls_token:
         raise ValueError("pool='cls' needs an encoder with a class token; use pool='avg'")
+    if pool == "cls" and getattr(encoder, "fc_norm", None) is not None:
+        raise ValueError("pool='cls' of a globally pooled classifier: its class token was never trained through a "
+                         "final norm; use pool='avg' (the classifier's own feature)")
     wanted = encoder.resolve_indices(list(layers))
     tokens, cls, grid = encoder.embed_patches(x)
     h = torch.cat([cls, tokens], dim=1) if cls is not None else tokens
@@ -128,7 +144,12 @@ def embed(encoder: VisionTransformer, x: torch.Tensor, pool: str = "avg", layers
         h = encoder.run_blocks(h, [encoder.blocks[i]], grid=grid)
         if i in wanted:
             y = encoder.norm(h)
-            out[i] = y[:, 0] if pool == "cls" else y[:, encoder.num_prefix_tokens:].mean(dim=1)
+            if pool == "cls":
+                out[i] = y[:, 0]
+            else:
+                out[i] = y[:, encoder.num_prefix_tokens:].mean(dim=1)
+                if getattr(encoder, "fc_norm", None) is not None:  # a fine-tuned classifier's pooled feature
+                    out[i] = encoder.fc_norm(out[i])
     return torch.cat([out[i] for i in wanted], dim=1).float()
 
 
@@ -149,7 +170,8 @@ def extract(encoder: VisionTransformer, images: Union[Dataset, str, Sequence[str
     encoder = encoder.to(device).eval()
     n = len(images)
     settings = dict(n=n, pool=pool, layers=list(layers), mean=list(mean), std=list(std), chunk_size=chunk_size,
-                    weights=_fingerprint(encoder))
+                    weights=_fingerprint(encoder), precision=precision, images=_images_fingerprint(images),
+                    img_size=img_size, in_chans=encoder.patch_embed.in_chans)
     chunk_dir = Path(chunk_dir) if chunk_dir is not None else None
     if chunk_dir is not None:
         chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +214,19 @@ def _run(encoder, subset, pool, layers, batch_size, device, precision, mean, std
         labels.append(y)
         paths += p
     return torch.cat(feats), torch.cat(labels), paths
+
+
+def _images_fingerprint(images: Dataset) -> str:
+    """Which images, and how they are transformed (paths where the dataset lists them)."""
+    h = hashlib.sha256()
+    samples = getattr(images, "samples", None)
+    if samples:
+        for path, label in samples:
+            h.update(f"{path}\t{label}\n".encode())
+    else:
+        h.update(f"{type(images).__name__}:{len(images)}:{getattr(images, 'root', '')}".encode())
+    h.update(repr(getattr(images, "transform", None)).encode())
+    return h.hexdigest()[:16]
 
 
 def _fingerprint(model: torch.nn.Module) -> str:

@@ -19,7 +19,9 @@ import hashlib
 import http.client
 import logging
 import os
+import socket
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -112,49 +114,103 @@ def cached_name(url: str) -> str:
 
 
 def download(url: str, md5_prefix: Optional[str] = None, dest_dir: Optional[Path] = None,
-             progress: bool = True) -> Path:
-    """The verified local copy of ``url`` (downloaded on first use). See the module docstring for the checks."""
+             progress: bool = True, wait_s: float = 7200.0) -> Path:
+    """The verified local copy of ``url`` (downloaded on first use). See the module docstring for the checks.
+
+    Processes sharing the cache (DDP ranks, several jobs) download a file once: the first takes a lock file, the
+    others wait for the result (a lock whose process is gone on this host is taken over)."""
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
     target = dest_dir / cached_name(url)
     if target.is_file():
         return target
     dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=dest_dir)
+    lock = target.with_name(f".{target.name}.lock")
+    deadline = time.monotonic() + wait_s
+    while not _take_lock(lock):
+        if target.is_file():
+            return target
+        if time.monotonic() > deadline:
+            raise DownloadError(f"waited {wait_s:.0f} s for another process downloading {url} (lock {lock}); "
+                                f"remove the lock if no download is running")
+        time.sleep(1.0)
+    try:
+        if target.is_file():  # finished by another process while this one waited for the lock
+            return target
+        return _fetch(url, md5_prefix, target, progress)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _take_lock(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            host, pid = lock.read_text().split(":")
+            if host == socket.gethostname() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)  # its process is gone: take it over
+        except (OSError, ValueError):
+            pass
+        return False
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()}:{os.getpid()}")
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fetch(url: str, md5_prefix: Optional[str], target: Path, progress: bool) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{target.suffix}", dir=target.parent)
+    f = os.fdopen(fd, "wb")  # owns the descriptor from here on
     md5 = hashlib.md5()
     received = 0
     try:
-        try:
-            response = urllib.request.urlopen(url, timeout=60)
-        except (urllib.error.URLError, OSError) as e:
-            raise DownloadError(f"cannot download {url}: {e}. Without network, download it elsewhere and pass the "
-                                f"local path, or copy it to {target}") from e
-        with response, os.fdopen(fd, "wb") as f:
-            expected = response.headers.get("Content-Length")
-            expected = int(expected) if expected is not None else None
-            bar = _progress(expected, target.name) if progress else None
-            while True:
-                try:
-                    chunk = response.read(1 << 20)
-                except (http.client.HTTPException, OSError) as e:  # the connection dropped mid-file
-                    raise DownloadError(f"download of {url} broke off after {received} bytes ({type(e).__name__}); "
-                                        f"nothing cached, try again") from None
-                if not chunk:
-                    break
-                f.write(chunk)
-                md5.update(chunk)
-                received += len(chunk)
+        with f:
+            try:
+                response = urllib.request.urlopen(url, timeout=60)
+            except (urllib.error.URLError, OSError) as e:
+                raise DownloadError(f"cannot download {url}: {e}. Without network, download it elsewhere and pass "
+                                    f"the local path, or copy it to {target}") from e
+            with response:
+                expected = response.headers.get("Content-Length")
+                expected = int(expected) if expected is not None else None
+                bar = _progress(expected, target.name) if progress else None
+                while True:
+                    try:
+                        chunk = response.read(1 << 20)
+                    except (http.client.HTTPException, OSError) as e:  # the connection dropped mid-file
+                        raise DownloadError(f"download of {url} broke off after {received} bytes "
+                                            f"({type(e).__name__}); nothing cached, try again") from None
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    md5.update(chunk)
+                    received += len(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
                 if bar is not None:
-                    bar.update(len(chunk))
-            if bar is not None:
-                bar.close()
+                    bar.close()
         if expected is not None and received != expected:
             raise DownloadError(f"download of {url} is incomplete: {received} of {expected} bytes; nothing cached, "
                                 f"try again")
         if md5_prefix and not md5.hexdigest().startswith(md5_prefix):
             raise DownloadError(f"{url}: md5 {md5.hexdigest()[:12]}... does not start with the published {md5_prefix}; "
                                 f"nothing cached")
+        from .checkpoint import read_checkpoint  # the reader every load uses (safetensors, mmengine runs)
         try:
-            torch.load(tmp, map_location="cpu", weights_only=True)
+            read_checkpoint(tmp)
         except Exception as e:  # noqa: BLE001  (any unreadable file is refused the same way)
             raise DownloadError(f"{url} is not a loadable checkpoint ({type(e).__name__}: {str(e)[:200]}); nothing "
                                 f"cached") from None
@@ -162,10 +218,6 @@ def download(url: str, md5_prefix: Optional[str] = None, dest_dir: Optional[Path
         logger.info("downloaded %s (%d bytes) to %s", url, received, target)
         return target
     except BaseException:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
         if os.path.exists(tmp):
             os.remove(tmp)
         raise

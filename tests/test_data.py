@@ -185,3 +185,14 @@ def test_data_root_option_moves_every_dataset_path():
     apply_cfg_options(det, {"data_root": "/d/coco/"})
     assert det.val_evaluator.ann_file == "/d/coco/annotations/instances_val2017.json"
     assert det.train_dataloader.dataset.dataset.data_root == "/d/coco/"
+
+
+def test_data_root_moves_only_paths_under_it():
+    from mmengine.config import Config
+
+    from mae_backbone.engine.launch import rebase_data_root
+    cfg = Config(dict(data_root="data/coco", a=dict(root="data/coco/train", other="data/coco_extra/ann.json",
+                                                    same="data/coco", label="data/cocoa")))
+    assert rebase_data_root(cfg, "data/coco", "/mnt/coco") == 2
+    assert cfg.a.root == "/mnt/coco/train" and cfg.a.same == "/mnt/coco"
+    assert cfg.a.other == "data/coco_extra/ann.json" and cfg.a.label == "data/cocoa"

@@ -142,7 +142,7 @@ def _knn_top1(encoder, train, test):
 @needs_fmnist
 @pytest.mark.parametrize("steps, train_n, margin", [
     (60, 2000, 2.0),  # default suite: ~21 s on a 2-core Zen 5 (MAE 57.1 vs random 53.2 there)
-    pytest.param(470, 10000, 8.0, marks=pytest.mark.slow)])  # two epochs: ~75 vs ~64 (the config's own run)
+    pytest.param(470, 10000, 6.0, marks=pytest.mark.slow)])  # two epochs: MAE 72.7 vs random 63.7 there
 def test_knn_mae_pretraining_beats_random_init_on_fashion_mnist(steps, train_n, margin):
     """A short MAE pretraining of the Fashion-MNIST config's model (batch 256 on the 60k training images, labels
     unused) against the same encoder at random init: weighted k-NN top-1 on train_n training / 1000 test images."""
@@ -174,3 +174,33 @@ def test_knn_mae_pretraining_beats_random_init_on_fashion_mnist(steps, train_n, 
     mae_top1 = _knn_top1(build_encoder({"model": mae.state_dict()})[0], train, test)
     print(f"k-NN top-1 after {steps} steps: MAE {mae_top1:.1f}, random init {random_top1:.1f}")
     assert mae_top1 > random_top1 + margin
+
+
+def test_build_encoder_from_our_runs_and_fine_tuned_classifiers():
+    """A paper-config run's spec names only the preset (heads from the preset, not the default), a classifier run's
+    spec carries classifier arguments, and a globally pooled fine-tuned classifier (no final norm, fc_norm) gives
+    its own pooled feature."""
+    from mae_backbone.models import create_classifier, mae_vit_small_patch16
+    torch.manual_seed(0)
+    mae = mae_vit_small_patch16(img_size=32, patch_size=8, depth=2, decoder_depth=1)
+    ckpt = {"state_dict": {f"model.{k}": v for k, v in mae.state_dict().items()},
+            "meta": {"model_spec": dict(arch="mae_vit_small_patch16",
+                                        kwargs=dict(img_size=32, patch_size=8, depth=2, decoder_depth=1))}}
+    enc, _, _ = build_encoder(ckpt)
+    assert enc.blocks[0].attn.num_heads == 6 and enc.depth == 2  # the preset's 6 heads, not a default 12
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(embed(enc, x, "avg"), mae.norm(mae.forward_features(x))[:, 1:].mean(1), atol=1e-5)
+    clf = create_classifier("vit_small_patch16", 10, img_size=32, patch_size=8, depth=2, global_pool="avg").eval()
+    ckpt = {"state_dict": {f"model.{k}": v for k, v in clf.state_dict().items()},
+            "meta": {"model_spec": dict(arch="vit_small_patch16", kwargs=dict(
+                img_size=32, patch_size=8, depth=2, global_pool="avg", num_classes=10, drop_path_rate=0.1))}}
+    enc, _, _ = build_encoder(ckpt)
+    with torch.no_grad():
+        assert torch.allclose(embed(enc, x, "avg"), clf.pool(clf.forward_features(x)), atol=1e-5)
+    with pytest.raises(ValueError, match="pool='avg'"):
+        embed(enc, x, "cls")
+    official = {"model": clf.state_dict()}  # the mae_finetuned_* layout: norm deleted, fc_norm + head
+    enc, _, _ = build_encoder(official)
+    with torch.no_grad():
+        assert torch.allclose(embed(enc, x, "avg"), clf.pool(clf.forward_features(x)), atol=1e-5)

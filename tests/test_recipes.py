@@ -279,7 +279,7 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
     best = {r["k"]: r["epochs"] for r in partial_study.best_per_k(partial_study.summarize(rows))}
     assert best == {"1": 100, "8": 200}
     md = (tmp_path / "s" / "study.md").read_text()
-    assert "Best schedule per k" in md and "| MAE | 8 | 200 | 1 | 83.00 +- 0.00 |" in md
+    assert "Best schedule per k" in md and "| MAE | 8 | 200 | 1 | 83.00 (1 run) |" in md
     seen.clear()
     partial_study.run_study(config, [1, 8], str(ckpt), str(tmp_path / "s"), epochs=[50, 100, 200])
     assert seen == []  # all six points were finished

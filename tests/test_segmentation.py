@@ -143,9 +143,10 @@ def test_overfit_two_photos_reaches_miou(tmp_path, config, iters, min_miou):
     assert list(work.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard scalars written"
     vis = tmp_path / "vis"
     test = subprocess.run([sys.executable, "tools/test.py", config, str(work / f"iter_{iters}.pth"), "--work-dir",
-                           str(tmp_path / "t"), "--show-dir", str(vis), "--cfg-options", *opts],
-                          cwd=ROOT, capture_output=True, text=True)
+                           str(tmp_path / "t"), "--show-dir", str(vis), "--out", str(tmp_path / "labels"),
+                           "--cfg-options", *opts], cwd=ROOT, capture_output=True, text=True)
     assert test.returncode == 0, test.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "labels").glob("*.png")) == ["arc2017.png", "voc.png"]  # --out: label maps
     metrics = dict(re.findall(r"(mIoU|mAcc|aAcc): ([0-9.]+)", test.stdout))
     miou = float(metrics["mIoU"])
     print(f"mIoU {miou:.2f} mAcc {metrics['mAcc']} aAcc {metrics['aAcc']}")

@@ -134,7 +134,7 @@ def test_interrupted_download_leaves_no_partial_file(cache, monkeypatch):
 
     def fdopen(fd, mode="r", *args, **kwargs):
         f = real_fdopen(fd, mode, *args, **kwargs)
-        if "w" in mode:
+        if mode == "wb":  # the download's temporary file
             real_write = f.write
 
             def write(chunk):
@@ -166,3 +166,34 @@ def test_weights_page_lists_every_name():
     page = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "weights.md")).read()
     for name, w in weights.WEIGHTS.items():
         assert f"`{name}`" in page and (w.md5_prefix is None or w.md5_prefix in page), name
+
+
+def test_concurrent_downloads_fetch_once(cache):
+    """DDP ranks resolving the same name at once: one download, the others wait for it."""
+    _, body = tiny_checkpoint_bytes()
+    server = Server({"/shared.pth": body})
+    try:
+        results, errors = [], []
+
+        def worker():
+            try:
+                results.append(weights.resolve_checkpoint(f"{server.url}/shared.pth"))
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors and len(set(results)) == 1 and server.requests == ["/shared.pth"]
+        assert leftovers(cache) == [results[0].name]  # no lock or partial file left
+    finally:
+        server.close()
+
+
+def test_urls_of_safetensors_and_training_checkpoints_verify_like_local_files(cache, tmp_path):
+    from safetensors.torch import save_file
+    m, _ = tiny_checkpoint_bytes()
+    st = tmp_path / "enc.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(st))
+    assert "blocks.0.attn.qkv.weight" in read_checkpoint(st.as_uri())

@@ -5,8 +5,9 @@
 
 Detection configs (configs/mask_rcnn/*) go through mmdet's DetInferencer, segmentation configs (configs/upernet/*)
 through mmseg's MMSegInferencer, with the config's own test pipeline (for the COCO configs: resize to 1024 and pad
-to the 1024 x 1024 canvas). Writes OUT/vis/<image>.<ext> (predictions drawn) and OUT/preds/<image>.json (boxes,
-scores, labels and RLE masks; segmentation: the label map). The checkpoint is loaded strictly.
+to the 1024 x 1024 canvas). Writes OUT/vis/<image>.<ext> (predictions drawn) and OUT/preds/: detection
+<image>.json (boxes, scores, labels, RLE masks); segmentation numbered label maps (mmseg's inferencer: in input
+order). Inputs are named after their file: two with the same name are refused. The checkpoint is loaded strictly.
 
 This is inference with a trained model. ``make demo`` / tools/demo.py is something else: it *pretrains* a small MAE
 on bundled photos. Features for retrieval or k-NN come from the encoder alone (the pretrained checkpoint).
@@ -34,6 +35,11 @@ def list_images(inputs):
             out.append(path)
         else:
             raise SystemExit(f"input not found: {path}")
+    names = [osp.splitext(osp.basename(p))[0] for p in out]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise SystemExit(f"several inputs are named {clash[:3]}: the outputs are named after the image, so one would "
+                         f"overwrite another; run them separately (another --out-dir) or rename them")
     return out
 
 

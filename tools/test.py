@@ -37,8 +37,8 @@ def main():
     p.add_argument("--show", action="store_true", help="show each prediction in a window (needs a display; "
                                                         "--show-dir writes the pictures instead)")
     p.add_argument("--wait-time", type=float, default=2.0, help="seconds each --show window stays (default 2)")
-    p.add_argument("--out", help="also dump the raw predictions to this .pkl file (mmengine DumpResults; detection: "
-                                 "mmdet's DumpDetResults, masks as RLE)")
+    p.add_argument("--out", help="also dump the predictions: a .pkl file (mmengine DumpResults; detection: mmdet's "
+                                 "DumpDetResults, masks as RLE); segmentation: a folder of label-map PNGs (as mmseg)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: wrap the model in the config's "
                                                        "tta_model (e.g. multi-scale + flip segmentation configs)")
     args = p.parse_args()
@@ -65,8 +65,13 @@ def main():
             sys.exit("--tta needs a config with tta_model and a TestTimeAug test pipeline, e.g. *_ms-flip-test.py")
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
-    if args.out and not args.out.endswith((".pkl", ".pickle")):
-        sys.exit(f"--out {args.out}: the dump is a pickle, name it *.pkl")
+    seg = cfg.get("default_scope") == "mmseg"
+    if args.out and seg:
+        # mmseg's --out: each prediction as a label-map PNG in the folder (IoUMetric output_dir), not a pickle of
+        # the full-resolution logits (about 200 MB per ADE20K image)
+        cfg.test_evaluator = dict(cfg.test_evaluator, output_dir=osp.abspath(args.out))
+    elif args.out and not args.out.endswith((".pkl", ".pickle")):
+        sys.exit(f"--out {args.out}: the dump is a pickle, name it *.pkl (segmentation configs: a folder)")
     if args.show:
         vis_hook = (cfg.get("default_hooks") or {}).get("visualization")
         if not vis_hook:
@@ -85,7 +90,7 @@ def main():
     try:
         runner = build_runner(cfg, args.launcher)
         runner.load_checkpoint(checkpoint, strict=True)  # mmengine's default is non-strict
-        if args.out:
+        if args.out and not seg:
             runner.test_evaluator.metrics.append(dump_metric(cfg, osp.abspath(args.out)))
         metrics = runner.test()
         print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()))

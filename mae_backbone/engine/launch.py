@@ -149,14 +149,20 @@ def rebase_data_root(cfg: Config, old: str, new: str) -> int:
     afterwards changes nothing by itself."""
     if old.endswith("/") and not new.endswith("/"):
         new += "/"
+    old_dir = old if old.endswith("/") else old + "/"  # a path boundary: data/coco must not move data/coco_extra
     count = 0
+
+    def moved(value: str) -> str:
+        if value == old or value == old_dir.rstrip("/"):
+            return new
+        return new.rstrip("/") + "/" + value[len(old_dir):] if value.startswith(old_dir) else value
 
     def walk(node):
         nonlocal count
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, value in list(items):
-            if isinstance(value, str) and value.startswith(old):
-                node[key] = new + value[len(old):]
+            if isinstance(value, str) and moved(value) != value:
+                node[key] = moved(value)
                 count += 1
             elif isinstance(value, (dict, list)):
                 walk(value)
@@ -179,6 +185,9 @@ def apply_cfg_options(cfg: Config, options: Optional[dict]) -> Config:
         if not isinstance(old_root, str) or not old_root:
             raise ValueError("data_root=...: this config has no data_root variable; set the dataset paths themselves")
         moved = rebase_data_root(cfg, old_root, str(options["data_root"]))
+        if not moved:
+            logger.warning("data_root=%s moved no dataset path (none starts with the config's %s)",
+                           options["data_root"], old_root)
         logger.info("data_root %s -> %s: %d paths moved", old_root, options["data_root"], moved)
     if "epochs" in options:
         set_epochs(cfg, options["epochs"])

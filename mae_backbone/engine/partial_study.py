@@ -205,9 +205,11 @@ def _runs_table(rows: List[Dict]) -> List[str]:
 def _summary_table(summary: List[Dict]) -> List[str]:
     lines = ["| init | fine-tuned blocks | epochs | runs | top-1 (mean +- std) | top-5 (mean +- std) | "
              "trainable params |", "|---|---|---|---|---|---|---|"]
-    return lines + [f"| {r['init']} | {r['k']} | {r['epochs']} | {r['runs']} | {r['top1_mean']:.2f} +- "
-                    f"{r['top1_std']:.2f} | {r['top5_mean']:.2f} +- {r['top5_std']:.2f} | {r['trainable_params']:,} |"
-                    for r in summary]
+    def spread(mean, std, runs):  # one run has no spread to report
+        return f"{mean:.2f} +- {std:.2f}" if runs > 1 else f"{mean:.2f} (1 run)"
+    return lines + [f"| {r['init']} | {r['k']} | {r['epochs']} | {r['runs']} | "
+                    f"{spread(r['top1_mean'], r['top1_std'], r['runs'])} | "
+                    f"{spread(r['top5_mean'], r['top5_std'], r['runs'])} | {r['trainable_params']:,} |" for r in summary]
 
 
 def write_outputs(rows: List[Dict], out: Path) -> None:
