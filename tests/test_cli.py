@@ -47,19 +47,20 @@ def test_no_validate_and_epochs_option():
     assert train.prepare(train.parse_args([FT])).val_dataloader is not None
 
 
-def test_test_tool_refuses_show_without_a_display_and_a_non_pickle_out(tmp_path):
+def test_test_tool_refuses_show_without_a_display_and_a_non_pickle_out(tmp_path, monkeypatch):
     ckpt = tmp_path / "c.pth"
     ckpt.write_bytes(b"x")
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    run = subprocess.run([sys.executable, "tools/test.py", DET, str(ckpt), "--show"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0 and "needs a display" in run.stderr and "--show-dir" in run.stderr
-    run = subprocess.run([sys.executable, "tools/test.py", FT, str(ckpt), "--show"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0 and "visualization hook" in run.stderr
-    run = subprocess.run([sys.executable, "tools/test.py", DET, str(ckpt), "--out", "r.json"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0 and "*.pkl" in run.stderr
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    test = tool("test")
+    with pytest.raises(SystemExit, match="needs a display.*--show-dir"):
+        test.main([DET, str(ckpt), "--show"])
+    with pytest.raises(SystemExit, match="visualization hook"):
+        test.main([FT, str(ckpt), "--show"])
+    with pytest.raises(SystemExit, match=r"\*\.pkl"):
+        test.main([DET, str(ckpt), "--out", "r.json"])
+    with pytest.raises(SystemExit, match="checkpoint not found.*official names"):
+        test.main([DET, str(tmp_path / "missing.pth")])
 
 
 def test_dist_and_slurm_test_launchers_call_test_py():

@@ -23,7 +23,7 @@ def dump_metric(cfg, path: str):
     return DumpResults(out_file_path=path)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
     p.add_argument("checkpoint", help="a path, an http(s):// or file:// URL, or an official weights name")
@@ -41,7 +41,7 @@ def main():
                                  "DumpDetResults, masks as RLE); segmentation: a folder of label-map PNGs (as mmseg)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: wrap the model in the config's "
                                                        "tta_model (e.g. multi-scale + flip segmentation configs)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     cfg = Config.fromfile(args.config)
     from mae_backbone.engine import apply_cfg_options
