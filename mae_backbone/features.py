@@ -26,14 +26,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .checkpoint import convert_state_dict, load_checkpoint, read_checkpoint
 from .data.datasets import ImageFolder, open_image
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-from .inference import saved_spec
+from .inference import infer_encoder_kwargs, saved_spec
 from .models import ENCODER_SHAPES, VisionTransformer
 from .precision import autocast
 
 logger = logging.getLogger(__name__)
 POOLS = ("cls", "avg")
-_MAE_ONLY = ("mask_ratio", "norm_pix_loss", "masking", "mask_token_in_encoder", "decoder_embed_dim", "decoder_depth",
-             "decoder_num_heads")
 
 
 def build_encoder(src, img_size: Optional[int] = None) -> Tuple[VisionTransformer, Tuple, Tuple]:
@@ -48,22 +46,13 @@ def build_encoder(src, img_size: Optional[int] = None) -> Tuple[VisionTransforme
     ckpt = read_checkpoint(src) if not isinstance(src, dict) else src
     arch, kwargs, norm = saved_spec(ckpt)
     sd, _ = convert_state_dict(ckpt, "auto")
-    if "patch_embed.proj.weight" not in sd or "pos_embed" not in sd:
-        raise ValueError("not an encoder checkpoint: it has no patch_embed.proj.weight / pos_embed")
-    dim, in_chans, p, _ = sd["patch_embed.proj.weight"].shape
-    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    side = int(round((sd["pos_embed"].shape[1] - 1) ** 0.5))
     key = (arch or "").replace("mae_", "", 1).replace("vit_", "", 1)
-    if key in ENCODER_SHAPES:  # our run's preset: its head count and shape, then the run's overrides
-        pp, d, n, h = ENCODER_SHAPES[key]
-        kw = dict(patch_size=pp, embed_dim=d, depth=n, num_heads=h, img_size=side * p)
-    else:
-        heads = next((h for (pp, d, n, h) in ENCODER_SHAPES.values() if (pp, d, n) == (p, dim, depth)),
-                     max(1, dim // 64))
-        kw = dict(num_heads=heads, img_size=side * p)
+    kw = infer_encoder_kwargs(sd, warn=key not in ENCODER_SHAPES and "num_heads" not in (kwargs or {}))
+    if key in ENCODER_SHAPES:  # our run's preset: its head count (weights cannot tell)
+        kw["num_heads"] = ENCODER_SHAPES[key][3]
     accepted = set(inspect.signature(VisionTransformer.__init__).parameters) - {"self"}
-    kw.update({k: v for k, v in (kwargs or {}).items() if k in accepted})
-    kw.update(patch_size=p, in_chans=in_chans, embed_dim=dim, depth=depth)
+    kw.update({k: v for k, v in (kwargs or {}).items() if k in accepted})  # the run's overrides the encoder takes
+    dim = kw["embed_dim"]
     if img_size is not None:
         kw["img_size"] = img_size
     encoder = VisionTransformer(**kw)

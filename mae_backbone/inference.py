@@ -29,28 +29,36 @@ def saved_spec(ckpt: Mapping) -> Tuple[Optional[str], Optional[dict], Optional[N
     return spec.get("arch"), dict(spec.get("kwargs", {})), norm
 
 
-def infer_mae_kwargs(sd: Mapping[str, torch.Tensor]) -> dict:
-    """Architecture of a native-layout MAE state dict (heads from the presets, else 64-d heads)."""
-    if "patch_embed.proj.weight" not in sd or "decoder_embed.weight" not in sd:
-        raise ValueError("not a full MAE checkpoint (needs the encoder and the decoder); an encoder-only "
-                         "file cannot reconstruct images")
+def infer_encoder_kwargs(sd: Mapping[str, torch.Tensor], warn: bool = True) -> dict:
+    """Encoder architecture of a native-layout state dict (heads from the presets, else 64-d heads, with a warning
+    unless ``warn`` is False: the caller knows the head count)."""
+    if "patch_embed.proj.weight" not in sd or "pos_embed" not in sd:
+        raise ValueError("not an encoder checkpoint: it has no patch_embed.proj.weight / pos_embed")
     embed_dim, in_chans, p, _ = sd["patch_embed.proj.weight"].shape
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
-    dec_dim = sd["decoder_embed.weight"].shape[0]
-    dec_depth = len({m.group(1) for k in sd if (m := re.match(r"decoder_blocks\.(\d+)\.", k))})
     heads = next((h for (pp, d, n, h) in ENCODER_SHAPES.values() if (pp, d, n) == (p, embed_dim, depth)), None)
     if heads is None:
         heads = max(1, embed_dim // 64)
-        logger.warning("encoder shape (patch %d, dim %d, depth %d) matches no preset: assuming %d heads of 64 "
+        if warn:
+            logger.warning("encoder shape (patch %d, dim %d, depth %d) matches no preset: assuming %d heads of 64 "
                        "dims (head counts cannot be read from weights; pass --arch if this is wrong)",
-                       p, embed_dim, depth, heads)
+                           p, embed_dim, depth, heads)
+    side = int(round((sd["pos_embed"].shape[1] - 1) ** 0.5))
+    return dict(patch_size=p, in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=heads, img_size=side * p)
+
+
+def infer_mae_kwargs(sd: Mapping[str, torch.Tensor]) -> dict:
+    """Architecture of a native-layout MAE state dict: :func:`infer_encoder_kwargs` plus the decoder."""
+    if "patch_embed.proj.weight" not in sd or "decoder_embed.weight" not in sd:
+        raise ValueError("not a full MAE checkpoint (needs the encoder and the decoder); an encoder-only "
+                         "file cannot reconstruct images")
+    kw = infer_encoder_kwargs(sd)
+    dec_dim = sd["decoder_embed.weight"].shape[0]
+    dec_depth = len({m.group(1) for k in sd if (m := re.match(r"decoder_blocks\.(\d+)\.", k))})
     if dec_dim != 512:
         logger.warning("decoder width %d is not the paper's 512: assuming %d heads of 32 dims", dec_dim, dec_dim // 32)
-    side = int(round((sd["pos_embed"].shape[1] - 1) ** 0.5))
-    return dict(patch_size=p, in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=heads,
-                img_size=side * p, decoder_embed_dim=dec_dim, decoder_depth=dec_depth,
-                decoder_num_heads=max(1, dec_dim // 32),
-                mask_token_in_encoder=sd["mask_token"].shape[-1] == embed_dim != dec_dim)
+    return dict(kw, decoder_embed_dim=dec_dim, decoder_depth=dec_depth, decoder_num_heads=max(1, dec_dim // 32),
+                mask_token_in_encoder=sd["mask_token"].shape[-1] == kw["embed_dim"] != dec_dim)
 
 
 def build_mae_from_checkpoint(ckpt: Mapping, arch: Optional[str] = None, img_size: Optional[int] = None,

@@ -30,8 +30,9 @@ WEIGHT_DECAY_RULES = {
     "norm_layers_pos_embed": "parameters of torch normalisation layers, and pos_embed",
 }
 DEFAULT_WEIGHT_DECAY_RULE = "norm_bias_declared"
-_TORCH_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm,
-                nn.LocalResponseNorm)
+# torch's normalisation layers, as detectron2's get_default_optimizer_params lists them
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm,
+               nn.LocalResponseNorm)
 
 # path segments torch's wrappers insert into parameter names: FSDP units (use_orig_params=True), activation
 # checkpoint wrappers, torch.compile
@@ -76,8 +77,8 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
     prefix, backbone = find_described_module(model)
     depth = getattr(backbone, "depth", 0)
     declared = backbone.no_weight_decay() if backbone is not None else set()
-    in_norm_layer = {id(p) for m in model.modules() if isinstance(m, _TORCH_NORMS)
-                     for p in m.parameters(recurse=False)}
+    in_norm_layer = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS)
+                     for p in m.parameters(recurse=False)} if weight_decay_rule == "norm_layers_pos_embed" else set()
     groups: Dict[Tuple[int, bool], Dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
