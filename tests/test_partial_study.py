@@ -71,3 +71,90 @@ def test_bad_block_lists_fail_before_training(tmp_path):
         with pytest.raises(ValueError, match=r"--blocks must be distinct values in \[0, 6\]"):
             study(CONFIG, blocks, str(ckpt), str(tmp_path / "s"))
     assert not (tmp_path / "s").exists()  # nothing started
+
+
+def test_jobs_run_points_in_child_processes(tmp_path):
+    """--jobs 2: each point in its own process (python -m mae_backbone.engine.partial_study), its output in
+    <point>/point.log; the report lists the points in study order, whatever order they finished in."""
+    torch.manual_seed(0)
+    mae = mae_vit_tiny_patch16(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=6, num_heads=3,
+                               decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2)
+    ckpt = tmp_path / "mae.pth"
+    torch.save({"model": mae.state_dict()}, ckpt)
+    out = tmp_path / "study"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "partial_finetune_study.py"), CONFIG, "--blocks", "0", "all",
+           "--pretrained", str(ckpt), "--jobs", "2", "--work-dir", str(out), "--cfg-options",
+           "train_dataloader.dataset.limit=32", "train_dataloader.batch_size=32", "val_dataloader.dataset.limit=32"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("started mae k=") == 2
+    with open(out / "study.csv") as f:
+        assert [(r["init"], r["k"]) for r in csv.DictReader(f)] == [("MAE", "0"), ("MAE", "all")]
+    for point in ("mae_k0", "mae_kall"):
+        assert "Epoch(val)" in (out / point / "point.log").read_text()  # the child's own log, trained and evaluated
+        assert (out / point / "result.json").exists() and not (out / point / "row.json.tmp").exists()
+
+
+def _fake_children(monkeypatch, script):
+    """Replace the training child by ``script`` (gets the point's JSON spec as argv[1])."""
+    from mae_backbone.engine import partial_study
+    monkeypatch.setattr(partial_study, "_child_command", lambda spec: [sys.executable, "-c", script, spec])
+    return partial_study
+
+
+FAKE_CHILD = """
+import json, os, sys, time
+spec = json.loads(sys.argv[1])
+k = spec["k"]
+if k == 1:
+    sys.exit(3)  # a point that fails
+if k == 4:
+    time.sleep(60)  # a point still running when the study is stopped
+row = dict(init="random init", k=str(k), blocks=6 if k == "all" else k, epochs=spec["epochs"], seed=spec["seed"],
+           top1=90.0 + (0 if k == "all" else k), top5=99.0, train_seconds=1.0, trainable_params=10)
+open(os.path.join(spec["dir"], "row.json"), "w").write(json.dumps(row))
+"""
+
+
+def test_jobs_report_a_failed_point_and_finish_the_others(tmp_path, monkeypatch):
+    partial_study = _fake_children(monkeypatch, FAKE_CHILD)
+    out = tmp_path / "s"
+    with pytest.raises(RuntimeError, match=r"1 point\(s\) failed: random k=1 epochs=None seed=0 \(exit 3; .*point.log"):
+        partial_study.run_study(CONFIG, [0, 1, "all"], None, str(out), baseline_random_init=True, seeds=[0],
+                                jobs=2)
+    with open(out / "study.csv") as f:  # the finished points are reported, in study order
+        assert [(r["k"], r["top1"]) for r in csv.DictReader(f)] == [("0", "90.0"), ("all", "90.0")]
+    assert not (out / "random_k1_s0" / "result.json").exists()  # a rerun trains the failed point again
+
+
+def test_a_stopped_study_reports_what_finished_and_stops_its_children(tmp_path, monkeypatch):
+    """SIGTERM (a scheduler's time limit) or Ctrl-C: the running children are stopped, the report covers the points
+    finished so far, and a rerun skips them."""
+    import signal
+    import time
+    partial_study = _fake_children(monkeypatch, FAKE_CHILD)
+    out = tmp_path / "s"
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+    monkeypatch.setattr(subprocess, "Popen", popen)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("time limit")
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 4.0)
+    t0 = time.time()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            partial_study.run_study(CONFIG, [0, 4], None, str(out), baseline_random_init=True, seeds=[0], jobs=2)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.time() - t0 < 40  # the 60 s child was not waited for
+    assert started and all(p.poll() is not None for p in started)  # no child left running
+    with open(out / "study.csv") as f:
+        assert [r["k"] for r in csv.DictReader(f)] == ["0"]
+    assert (out / "random_k0_s0" / "result.json").exists() and not (out / "random_k4_s0" / "result.json").exists()

@@ -214,9 +214,15 @@ def test_set_epochs_retimes_the_whole_schedule():
     assert cos["begin"] == 5 and cos["end"] == 200 and cos["T_max"] == 195
     with pytest.raises(ValueError, match="cannot retime"):
         set_epochs(cfg, 5)  # the cosine would start after training ends
+    # Fashion-MNIST: an iteration-counted warm-up (kept) overlapping an epoch-counted cosine over the whole budget
     fm = Config.fromfile(osp.join(ROOT, "configs", "classification", "vit-d96-p4_mae-partial_1xb256-1e_fashion-mnist.py"))
+    set_epochs(fm, 20)
+    warm, cos = fm.param_scheduler
+    assert fm.train_cfg.max_epochs == 20 and (warm["end"], warm["by_epoch"]) == (20, False)
+    assert (cos["begin"], cos["end"], cos["T_max"], cos["convert_to_iter_based"]) == (0, 20, 20, True)
+    fm.param_scheduler[1] = dict(cos, by_epoch=False, end=4700, T_max=4700)
     with pytest.raises(ValueError, match="by_epoch=False"):
-        set_epochs(fm, 2)  # its cosine counts iterations (its iteration warm-up alone would be kept)
+        set_epochs(fm, 2)  # a cosine counted in iterations cannot be retimed (an iteration warm-up alone is kept)
     # a step schedule: milestones scale with the epochs, the iteration-counted warm-up keeps its 250 iterations
     det = Config.fromfile(osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py"))
     set_epochs(det, 50)
@@ -285,9 +291,6 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
     assert seen == []  # all six points were finished
     with pytest.raises(ValueError, match="cannot retime"):
         partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "t"), epochs=[3])
-    fm = osp.join(ROOT, "configs", "classification", "vit-d96-p4_mae-partial_1xb256-1e_fashion-mnist.py")
-    with pytest.raises(ValueError, match="by_epoch=False"):
-        partial_study.run_study(fm, [1], str(ckpt), str(tmp_path / "u"), epochs=[2])
     # --cfg-options epochs=E retimes the whole schedule here too (not only the config variable)
     seen.clear()
     partial_study.run_study(config, [1], str(ckpt), str(tmp_path / "v"), cfg_options={"epochs": 200}, epochs=None)

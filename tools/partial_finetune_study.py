@@ -5,11 +5,15 @@ python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained 
   (the paper's protocol, appendix A.1: each k trained for 50, 100 and 200 epochs, the best reported)
 python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained CKPT --seeds 0 1 2
   (every point once per seed: mean +- std in study.md / study_summary.csv, error bars in study.png)
+python tools/partial_finetune_study.py CONFIG ... --jobs 8
+  (8 points at once, each in its own process: small models on one GPU, or one point per core pair on a CPU)
 Writes <work-dir>/study.csv, study.md and study.png; each point keeps its own work dir and log, and a
-rerun skips the points already finished.
+rerun skips the points already finished. Stopped (Ctrl-C, SIGTERM from a scheduler's time limit), the study
+writes its report from the points finished so far.
 """
 import argparse
 import os.path as osp
+import signal
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
@@ -28,8 +32,14 @@ def main():
     p.add_argument("--seeds", nargs="+", type=int, help="train every point once per seed (default: the config's seed)")
     p.add_argument("--work-dir", help="default: work_dirs/study_<config name>")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="points trained at once, each in its own process on this machine (default 1)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     args = p.parse_args()
+
+    def stop(signum, frame):  # a scheduler's time limit: stop like Ctrl-C (report what finished, stop the children)
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, stop)
 
     from mae_backbone.engine import shutdown_distributed
     from mae_backbone.engine.partial_study import parse_blocks, run_study
@@ -39,10 +49,13 @@ def main():
     try:
         rows = run_study(args.config, parse_blocks(args.blocks), args.pretrained, work_dir,
                          baseline_random_init=args.baseline_random_init, cfg_options=args.cfg_options,
-                         launcher=args.launcher, epochs=args.epochs, seeds=args.seeds)
+                         launcher=args.launcher, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs)
         if rows and is_main_process():  # before the process group goes away
             print(open(osp.join(work_dir, "study.md")).read())
             print(f"wrote {work_dir}/study.csv, study_summary.csv, study.md, study.png")
+    except KeyboardInterrupt as stopped:  # the report of the finished points is written; say so without a traceback
+        print(f"stopped ({stopped or 'Ctrl-C'})", file=sys.stderr)
+        sys.exit(130)
     finally:
         shutdown_distributed()
 

@@ -94,15 +94,21 @@ def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_d
 def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Optional[str], work_dir: str,
               baseline_random_init: bool = False, cfg_options: Optional[dict] = None,
               launcher: str = "none", epochs: Optional[Sequence[int]] = None,
-              seeds: Optional[Sequence[int]] = None) -> List[Dict]:
+              seeds: Optional[Sequence[int]] = None, jobs: int = 1) -> List[Dict]:
     """Run (or resume) every (init, k, epochs, seed) point; write study.csv (every run), study_summary.csv (mean and
     standard deviation over seeds), study.md and study.png (with error bars) in ``work_dir``.
 
     ``epochs``: schedules to try for every k (the paper's search: 50, 100, 200); None runs the config's.
-    ``seeds``: one run per seed for every point; None runs the config's seed once."""
+    ``seeds``: one run per seed for every point; None runs the config's seed once.
+    ``jobs``: points trained at once, each in its own process on this machine (one GPU holds several small ones);
+    their output goes to ``<point>/point.log``. Interrupted (Ctrl-C, SIGTERM), the study writes its report from
+    the points finished so far before it stops; a rerun trains the rest."""
     from tqdm import tqdm
     if not pretrained and not baseline_random_init:
         raise ValueError("nothing to compare: pass --pretrained CKPT and/or --baseline-random-init")
+    if int(jobs) < 1 or (int(jobs) > 1 and launcher != "none"):
+        raise ValueError(f"--jobs must be >= 1, and 1 under a launcher (each distributed job runs one point at a "
+                         f"time on all its GPUs), got jobs={jobs}, launcher={launcher!r}")
     if pretrained:  # a path, a URL or an official name -> a local, verified file (before any training starts)
         from ..weights import resolve_checkpoint
         pretrained = str(resolve_checkpoint(pretrained))
@@ -125,35 +131,146 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     if bad or len({depth if k == "all" else k for k in blocks}) != len(blocks):
         raise ValueError(f"--blocks must be distinct values in [0, {depth}] or 'all' (= {depth}), got {list(blocks)}")
     inits = ([("mae", pretrained)] if pretrained else []) + ([("random", None)] if baseline_random_init else [])
-    points = [(name, ckpt, k, e, sd) for name, ckpt in inits for k in blocks for e in schedules for sd in seed_list]
     out = Path(work_dir)
-    rows = []
-    for name, ckpt, k, e, sd in tqdm(points, desc="partial fine-tuning study", disable=not is_main_process()):
-        point_dir = out / (f"{name}_k{k}" + ("" if e is None else f"_e{e}") + ("" if sd is None else f"_s{sd}"))
-        done = point_dir / "result.json"
-        fingerprint = dict(config=os.path.abspath(config), pretrained=ckpt and os.path.abspath(ckpt), k=str(k),
-                           cfg_options=repr(sorted((cfg_options or {}).items())))
-        if e is not None:  # (studies written before schedules / seeds were parameters have no such key)
-            fingerprint["epochs"] = e
-        if sd is not None:
-            fingerprint["seed"] = sd
-        if _rank0_says(done.exists()):  # every rank must agree, even without a shared filesystem
+    points = [_Point(name, ckpt, k, e, sd, out, config, cfg_options)
+              for name, ckpt, k, e, sd in ((n, c, k, e, sd) for n, c in inits for k in blocks for e in schedules
+                                           for sd in seed_list)]
+    rows: Dict[int, Dict] = {}
+    pending = []
+    for i, point in enumerate(points):
+        if _rank0_says(point.done.exists()):  # every rank must agree, even without a shared filesystem
             if is_main_process():
-                saved = json.loads(done.read_text())
-                if saved.get("fingerprint") != fingerprint:
-                    raise ValueError(f"{done} was produced with other settings ({saved.get('fingerprint')}); "
-                                     f"use another --work-dir or delete {point_dir} to rerun it")
-                rows.append({"epochs": "", "seed": "", **saved["row"]})
-                tqdm.write(f"skipping finished point {name} k={k} epochs={e} seed={sd} ({done})")
-            continue
-        row = run_point(cfg, k, ckpt, point_dir, launcher, epochs=e, seed=sd)
-        if is_main_process():
-            point_dir.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(dict(row=row, fingerprint=fingerprint)))
-        rows.append(row)
+                rows[i] = point.saved_row()
+                tqdm.write(f"skipping finished point {point.label} ({point.done})")
+        else:
+            pending.append(i)
+    try:
+        if int(jobs) == 1:
+            for i in tqdm(pending, desc="partial fine-tuning study", disable=not is_main_process()):
+                p = points[i]
+                row = run_point(cfg, p.k, p.ckpt, p.dir, launcher, epochs=p.epochs, seed=p.seed)
+                if is_main_process():
+                    p.save(row)
+                rows[i] = row
+        else:
+            _run_in_processes(points, pending, rows, int(jobs), depth)
+    except BaseException:  # interrupted or failed: report what finished, then stop
+        if is_main_process() and rows:
+            write_outputs([rows[i] for i in sorted(rows)], out)
+            print(f"study stopped with {len(rows)} of {len(points)} points finished; wrote the report for those "
+                  f"to {out}; a rerun trains the rest", flush=True)
+        raise
+    ordered = [rows[i] for i in sorted(rows)]
     if is_main_process():
-        write_outputs(rows, out)
-    return rows
+        write_outputs(ordered, out)
+    return ordered
+
+
+class _Point:
+    """One (init, k, epochs, seed) run of a study: its directory, its fingerprint, its saved result."""
+
+    def __init__(self, name, ckpt, k, epochs, seed, out: Path, config: str, cfg_options):
+        self.name, self.ckpt, self.k, self.epochs, self.seed = name, ckpt, k, epochs, seed
+        self.config, self.cfg_options = config, dict(cfg_options or {})
+        self.dir = out / (f"{name}_k{k}" + ("" if epochs is None else f"_e{epochs}") +
+                          ("" if seed is None else f"_s{seed}"))
+        self.done = self.dir / "result.json"
+        self.label = f"{name} k={k} epochs={epochs} seed={seed}"
+        self.fingerprint = dict(config=os.path.abspath(config), pretrained=ckpt and os.path.abspath(ckpt), k=str(k),
+                                cfg_options=repr(sorted((cfg_options or {}).items())))
+        if epochs is not None:  # (studies written before schedules / seeds were parameters have no such key)
+            self.fingerprint["epochs"] = epochs
+        if seed is not None:
+            self.fingerprint["seed"] = seed
+
+    def saved_row(self) -> Dict:
+        saved = json.loads(self.done.read_text())
+        if saved.get("fingerprint") != self.fingerprint:
+            raise ValueError(f"{self.done} was produced with other settings ({saved.get('fingerprint')}); "
+                             f"use another --work-dir or delete {self.dir} to rerun it")
+        return {"epochs": "", "seed": "", **saved["row"]}
+
+    def save(self, row: Dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.done.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(dict(row=row, fingerprint=self.fingerprint)))
+        os.replace(tmp, self.done)  # a point is finished only once its whole result is on disk
+
+    def cost(self, depth: int) -> tuple:
+        """Sort key, most expensive first: longer schedules, then more trained blocks."""
+        return (-(self.epochs or 0), -(depth if self.k == "all" else int(self.k)))
+
+
+def _run_in_processes(points: List["_Point"], pending: List[int], rows: Dict[int, Dict], jobs: int,
+                      depth: int) -> None:
+    """Train the pending points ``jobs`` at a time, each in a child process (``python -m
+    mae_backbone.engine.partial_study``), seed by seed and the most expensive first, so an interrupted study has
+    whole seeds rather than a few of each. A failed point is reported at the end; the others still run."""
+    import subprocess
+    seeds = list(dict.fromkeys(points[i].seed for i in pending))
+    queue = sorted(pending, key=lambda i: (seeds.index(points[i].seed), points[i].cost(depth), i))
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # the children share the cores
+    package_parent = str(Path(__file__).resolve().parents[2])  # mae_backbone importable however it was found
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    running: Dict[int, tuple] = {}
+    failed = []
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                i = queue.pop(0)
+                p = points[i]
+                p.dir.mkdir(parents=True, exist_ok=True)
+                (p.dir / "row.json").unlink(missing_ok=True)  # left by an earlier, interrupted study
+                spec = dict(config=p.config, cfg_options=p.cfg_options, k=p.k, ckpt=p.ckpt, dir=str(p.dir),
+                            epochs=p.epochs, seed=p.seed)
+                log = open(p.dir / "point.log", "w")
+                proc = subprocess.Popen(_child_command(json.dumps(spec)), stdout=log, stderr=subprocess.STDOUT,
+                                        env=env)
+                running[i] = (proc, log, time.time())
+                print(f"started {p.label} (log: {p.dir / 'point.log'})", flush=True)
+            time.sleep(0.5)
+            for i, (proc, log, t0) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[i]
+                p = points[i]
+                if proc.returncode == 0:
+                    row = json.loads((p.dir / "row.json").read_text())
+                    p.save(row)
+                    rows[i] = row
+                    print(f"finished {p.label}: top-1 {row['top1']:.2f} ({time.time() - t0:.0f} s)", flush=True)
+                else:
+                    failed.append(f"{p.label} (exit {proc.returncode}; {p.dir / 'point.log'})")
+                    print(f"FAILED {failed[-1]}", flush=True)
+    finally:
+        for proc, log, _ in running.values():  # interrupted: stop the children with it
+            proc.terminate()
+        for proc, log, _ in running.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} point(s) failed: " + "; ".join(failed))
+
+
+def _child_command(spec_json: str) -> List[str]:
+    import sys
+    return [sys.executable, "-m", __name__, spec_json]
+
+
+def _run_one_point(spec_json: str) -> None:
+    """A child of :func:`_run_in_processes`: train one point, write its row to ``<point>/row.json``."""
+    spec = json.loads(spec_json)
+    cfg = Config.fromfile(spec["config"])
+    apply_cfg_options(cfg, spec["cfg_options"])
+    row = run_point(cfg, spec["k"], spec["ckpt"], Path(spec["dir"]), epochs=spec["epochs"], seed=spec["seed"])
+    tmp = Path(spec["dir"]) / "row.json.tmp"
+    tmp.write_text(json.dumps(row))
+    os.replace(tmp, tmp.with_suffix(""))
 
 
 def _rank0_says(flag: bool) -> bool:
@@ -256,3 +373,8 @@ def plot(summary: List[Dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # python -m mae_backbone.engine.partial_study SPEC_JSON (one point; see _run_in_processes)
+    import sys
+    _run_one_point(sys.argv[1])

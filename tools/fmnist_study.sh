@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The Fashion-MNIST partial fine-tuning study of docs/partial_finetuning.md, end to end:
+#
+#   bash tools/fmnist_study.sh [WORK_DIR]            # default work_dirs/fmnist_study
+#
+# 1. MAE pretraining, configs/mae/mae_vit-d96-p4_1xb256-10e_fashion-mnist.py (skipped when WORK_DIR/mae/epoch_10.pth
+#    exists: copy a checkpoint there to reuse it);
+# 2. the study: k in {0, 1, 2, 4, all}, MAE vs random init, EPOCHS epochs per point, once per seed in SEEDS, JOBS
+#    points at once (each its own process), validating every VAL_INTERVAL epochs. Interrupted, it reports the points
+#    finished so far; run it again to train the rest.
+#
+# Environment (defaults): EPOCHS (20), SEEDS ("0 1 2"), JOBS (1 on a CPU, 10 with a GPU), WORKERS (data-loader
+# workers per point: 0 on a CPU, 1 with a GPU), VAL_INTERVAL (5), DATA_ROOT (/usr/share/datasets/fashion-mnist),
+# PYTHON (python), EXTRA (more --cfg-options for every point, e.g. "train_dataloader.dataset.limit=512"),
+# PRETRAIN_EXTRA (more --cfg-options for the pretraining).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-work_dirs/fmnist_study}
+PY=${PYTHON:-python}
+DATA_ROOT=${DATA_ROOT:-/usr/share/datasets/fashion-mnist}
+gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
+EPOCHS=${EPOCHS:-20}
+SEEDS=${SEEDS:-0 1 2}
+JOBS=${JOBS:-$([ "$gpu" = 1 ] && echo 10 || echo 1)}
+WORKERS=${WORKERS:-$([ "$gpu" = 1 ] && echo 1 || echo 0)}
+VAL_INTERVAL=${VAL_INTERVAL:-5}
+read -r -a extra <<< "${EXTRA:-}"
+read -r -a pretrain_extra <<< "${PRETRAIN_EXTRA:-}"
+
+mae="$WORK/mae/epoch_10.pth"
+if [ ! -f "$mae" ]; then
+  $PY tools/train.py configs/mae/mae_vit-d96-p4_1xb256-10e_fashion-mnist.py --work-dir "$WORK/mae" \
+    --cfg-options data_root="$DATA_ROOT" ${pretrain_extra[@]+"${pretrain_extra[@]}"}
+fi
+# exec: a time limit (timeout, a scheduler) signals the study itself, which then reports what finished
+# shellcheck disable=SC2086  # SEEDS is a list
+exec $PY tools/partial_finetune_study.py configs/classification/vit-d96-p4_mae-partial_1xb256-1e_fashion-mnist.py \
+  --blocks 0 1 2 4 all --pretrained "$mae" --baseline-random-init --epochs "$EPOCHS" --seeds $SEEDS \
+  --jobs "$JOBS" --work-dir "$WORK" \
+  --cfg-options data_root="$DATA_ROOT" train_cfg.val_interval="$VAL_INTERVAL" \
+  train_dataloader.num_workers="$WORKERS" val_dataloader.num_workers="$WORKERS" ${extra[@]+"${extra[@]}"}
