@@ -1,5 +1,6 @@
 """tools/partial_finetune_study.py end to end on a Fashion-MNIST subset, and its resume."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -108,28 +109,34 @@ spec = json.loads(sys.argv[1])
 k = spec["k"]
 if k == 1:
     sys.exit(3)  # a point that fails
+if k == 2:
+    sys.exit(0)  # a child that claims success but wrote no result
 if k == 4:
-    time.sleep(60)  # a point still running when the study is stopped
+    time.sleep(60)  # a point still training when the study is stopped
 row = dict(init="random init", k=str(k), blocks=6 if k == "all" else k, epochs=spec["epochs"], seed=spec["seed"],
            top1=90.0 + (0 if k == "all" else k), top5=99.0, train_seconds=1.0, trainable_params=10)
-open(os.path.join(spec["dir"], "row.json"), "w").write(json.dumps(row))
+open(os.path.join(spec["dir"], "result.json"), "w").write(json.dumps(dict(row=row, fingerprint=spec["fingerprint"])))
+if k == 5:
+    time.sleep(60)  # finished its point, not yet exited when the study is stopped
 """
 
 
-def test_jobs_report_a_failed_point_and_finish_the_others(tmp_path, monkeypatch):
+def test_jobs_report_failed_points_and_finish_the_others(tmp_path, monkeypatch):
     partial_study = _fake_children(monkeypatch, FAKE_CHILD)
     out = tmp_path / "s"
-    with pytest.raises(RuntimeError, match=r"1 point\(s\) failed: random k=1 epochs=None seed=0 \(exit 3; .*point.log"):
-        partial_study.run_study(CONFIG, [0, 1, "all"], None, str(out), baseline_random_init=True, seeds=[0],
+    with pytest.raises(RuntimeError, match=r"2 point\(s\) failed: ") as failure:
+        partial_study.run_study(CONFIG, [0, 1, 2, "all"], None, str(out), baseline_random_init=True, seeds=[0],
                                 jobs=2)
+    assert "random k=1 epochs=None seed=0 (exit 3; " in str(failure.value)
+    assert "random k=2 epochs=None seed=0 (exit 0 without a result.json; " in str(failure.value)
     with open(out / "study.csv") as f:  # the finished points are reported, in study order
         assert [(r["k"], r["top1"]) for r in csv.DictReader(f)] == [("0", "90.0"), ("all", "90.0")]
-    assert not (out / "random_k1_s0" / "result.json").exists()  # a rerun trains the failed point again
+    assert not (out / "random_k1_s0" / "result.json").exists()  # a rerun trains the failed points again
 
 
 def test_a_stopped_study_reports_what_finished_and_stops_its_children(tmp_path, monkeypatch):
     """SIGTERM (a scheduler's time limit) or Ctrl-C: the running children are stopped, the report covers the points
-    finished so far, and a rerun skips them."""
+    finished so far (also one whose child had written its result but not yet exited), and a rerun skips them."""
     import signal
     import time
     partial_study = _fake_children(monkeypatch, FAKE_CHILD)
@@ -149,12 +156,26 @@ def test_a_stopped_study_reports_what_finished_and_stops_its_children(tmp_path, 
     t0 = time.time()
     try:
         with pytest.raises(KeyboardInterrupt):
-            partial_study.run_study(CONFIG, [0, 4], None, str(out), baseline_random_init=True, seeds=[0], jobs=2)
+            partial_study.run_study(CONFIG, [0, 4, 5], None, str(out), baseline_random_init=True, seeds=[0], jobs=3)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-    assert time.time() - t0 < 40  # the 60 s child was not waited for
-    assert started and all(p.poll() is not None for p in started)  # no child left running
+    assert time.time() - t0 < 15  # the 60 s children were stopped, not waited for
+    assert len(started) == 3 and all(p.poll() is not None for p in started)  # no child left running
     with open(out / "study.csv") as f:
-        assert [r["k"] for r in csv.DictReader(f)] == ["0"]
-    assert (out / "random_k0_s0" / "result.json").exists() and not (out / "random_k4_s0" / "result.json").exists()
+        assert [r["k"] for r in csv.DictReader(f)] == ["0", "5"]
+    assert not (out / "random_k4_s0" / "result.json").exists()
+
+
+def test_children_import_this_checkout_whatever_the_working_directory(tmp_path):
+    """A child runs ``python -c`` with this package first on its path: a different ``mae_backbone`` in the working
+    directory (another checkout) must not be the one that trains."""
+    from mae_backbone.engine.partial_study import _child_command
+    decoy = tmp_path / "mae_backbone"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy checkout was imported')\n")
+    spec = json.dumps(dict(config=str(tmp_path / "no_such_config.py"), cfg_options={}, k=0, ckpt=None,
+                           dir=str(tmp_path / "p"), epochs=None, seed=None, fingerprint={}))
+    proc = subprocess.run(_child_command(spec), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode != 0 and "decoy" not in proc.stderr
+    assert "no_such_config.py" in proc.stderr  # it got as far as reading the config, with the real package

@@ -9,10 +9,12 @@
 #    points at once (each its own process), validating every VAL_INTERVAL epochs. Interrupted, it reports the points
 #    finished so far; run it again to train the rest.
 #
-# Environment (defaults): EPOCHS (20), SEEDS ("0 1 2"), JOBS (1 on a CPU, 10 with a GPU), WORKERS (data-loader
-# workers per point: 0 on a CPU, 1 with a GPU), VAL_INTERVAL (5), DATA_ROOT (/usr/share/datasets/fashion-mnist),
-# PYTHON (python), EXTRA (more --cfg-options for every point, e.g. "train_dataloader.dataset.limit=512"),
-# PRETRAIN_EXTRA (more --cfg-options for the pretraining).
+# Environment (defaults): EPOCHS (20), SEEDS ("0 1 2"), JOBS (1 on a CPU; with a GPU, cores / 3), WORKERS
+# (data-loader workers per point: 0 on a CPU, 2 with a GPU), VAL_INTERVAL (5), DATA_ROOT
+# (/usr/share/datasets/fashion-mnist), PYTHON (python), EXTRA (more --cfg-options for every point, e.g.
+# "train_dataloader.dataset.limit=6000"; the warm-up stays 20 iterations), PRETRAIN_EXTRA (the same for the
+# pretraining). With a GPU the points are bound by their data loading (a 96-d model does little GPU work per
+# image): keep JOBS x (WORKERS + 1) near the number of cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-work_dirs/fmnist_study}
@@ -21,8 +23,9 @@ DATA_ROOT=${DATA_ROOT:-/usr/share/datasets/fashion-mnist}
 gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
 EPOCHS=${EPOCHS:-20}
 SEEDS=${SEEDS:-0 1 2}
-JOBS=${JOBS:-$([ "$gpu" = 1 ] && echo 10 || echo 1)}
-WORKERS=${WORKERS:-$([ "$gpu" = 1 ] && echo 1 || echo 0)}
+cores=$($PY -c "import os; print(len(os.sched_getaffinity(0)))")
+JOBS=${JOBS:-$([ "$gpu" = 1 ] && echo $(( cores / 3 > 1 ? cores / 3 : 1 )) || echo 1)}
+WORKERS=${WORKERS:-$([ "$gpu" = 1 ] && echo 2 || echo 0)}
 VAL_INTERVAL=${VAL_INTERVAL:-5}
 read -r -a extra <<< "${EXTRA:-}"
 read -r -a pretrain_extra <<< "${PRETRAIN_EXTRA:-}"

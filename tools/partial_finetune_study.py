@@ -37,9 +37,13 @@ def main():
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     args = p.parse_args()
 
-    def stop(signum, frame):  # a scheduler's time limit: stop like Ctrl-C (report what finished, stop the children)
+    received = []
+
+    def stop(signum, frame):  # a time limit (timeout, a scheduler): stop like Ctrl-C, reporting what finished
+        received.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, stop)
+    if args.launcher == "none":  # (distributed ranks keep the default: a rank stopped mid-collective would hang)
+        signal.signal(signal.SIGTERM, stop)
 
     from mae_backbone.engine import shutdown_distributed
     from mae_backbone.engine.partial_study import parse_blocks, run_study
@@ -54,8 +58,8 @@ def main():
             print(open(osp.join(work_dir, "study.md")).read())
             print(f"wrote {work_dir}/study.csv, study_summary.csv, study.md, study.png")
     except KeyboardInterrupt as stopped:  # the report of the finished points is written; say so without a traceback
-        print(f"stopped ({stopped or 'Ctrl-C'})", file=sys.stderr)
-        sys.exit(130)
+        print(f"stopped ({str(stopped) or 'Ctrl-C'})", file=sys.stderr)
+        sys.exit(128 + (received[0] if received else signal.SIGINT))
     finally:
         shutdown_distributed()
 

@@ -184,6 +184,7 @@ def apply_cfg_options(cfg: Config, options: Optional[dict]) -> Config:
     if "data_root" in options:
         if not isinstance(old_root, str) or not old_root:
             raise ValueError("data_root=...: this config has no data_root variable; set the dataset paths themselves")
+    if "data_root" in options and str(options["data_root"]).rstrip("/") != old_root.rstrip("/"):
         moved = rebase_data_root(cfg, old_root, str(options["data_root"]))
         if not moved:
             logger.warning("data_root=%s moved no dataset path (none starts with the config's %s)",

@@ -155,6 +155,10 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
         else:
             _run_in_processes(points, pending, rows, int(jobs), depth)
     except BaseException:  # interrupted or failed: report what finished, then stop
+        if is_main_process():
+            for i in pending:  # a child may have finished its point after the last poll
+                if i not in rows and points[i].done.exists():
+                    rows[i] = points[i].saved_row()
         if is_main_process() and rows:
             write_outputs([rows[i] for i in sorted(rows)], out)
             print(f"study stopped with {len(rows)} of {len(points)} points finished; wrote the report for those "
@@ -192,9 +196,7 @@ class _Point:
 
     def save(self, row: Dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.done.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dict(row=row, fingerprint=self.fingerprint)))
-        os.replace(tmp, self.done)  # a point is finished only once its whole result is on disk
+        _write_atomic(self.done, json.dumps(dict(row=row, fingerprint=self.fingerprint)))  # whole, or not there
 
     def cost(self, depth: int) -> tuple:
         """Sort key, most expensive first: longer schedules, then more trained blocks."""
@@ -203,31 +205,38 @@ class _Point:
 
 def _run_in_processes(points: List["_Point"], pending: List[int], rows: Dict[int, Dict], jobs: int,
                       depth: int) -> None:
-    """Train the pending points ``jobs`` at a time, each in a child process (``python -m
-    mae_backbone.engine.partial_study``), seed by seed and the most expensive first, so an interrupted study has
-    whole seeds rather than a few of each. A failed point is reported at the end; the others still run."""
+    """Train the pending points ``jobs`` at a time, each in a child process that writes its own ``result.json``,
+    seed by seed and the most expensive first, so an interrupted study has whole seeds rather than a few of each.
+    With several GPUs the children take them in turn. A failed point is reported at the end; the others still
+    run. Stopped, the parent stops its children (and a child whose parent dies stops too)."""
+    import signal
     import subprocess
     seeds = list(dict.fromkeys(points[i].seed for i in pending))
     queue = sorted(pending, key=lambda i: (seeds.index(points[i].seed), points[i].cost(depth), i))
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # the children share the cores
-    package_parent = str(Path(__file__).resolve().parents[2])  # mae_backbone importable however it was found
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    env = _child_env(jobs)
+    gpus = _visible_gpus()
     running: Dict[int, tuple] = {}
     failed = []
+    launched = 0
     try:
         while queue or running:
             while queue and len(running) < jobs:
                 i = queue.pop(0)
                 p = points[i]
                 p.dir.mkdir(parents=True, exist_ok=True)
-                (p.dir / "row.json").unlink(missing_ok=True)  # left by an earlier, interrupted study
                 spec = dict(config=p.config, cfg_options=p.cfg_options, k=p.k, ckpt=p.ckpt, dir=str(p.dir),
-                            epochs=p.epochs, seed=p.seed)
+                            epochs=p.epochs, seed=p.seed, fingerprint=p.fingerprint)
+                child_env = dict(env, CUDA_VISIBLE_DEVICES=gpus[launched % len(gpus)]) if len(gpus) > 1 else env
                 log = open(p.dir / "point.log", "w")
-                proc = subprocess.Popen(_child_command(json.dumps(spec)), stdout=log, stderr=subprocess.STDOUT,
-                                        env=env)
-                running[i] = (proc, log, time.time())
+                # a stop signal between the fork and the bookkeeping would leave a child nobody stops
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+                try:
+                    proc = subprocess.Popen(_child_command(json.dumps(spec)), stdout=log, stderr=subprocess.STDOUT,
+                                            env=child_env, preexec_fn=_stop_with_parent)
+                    running[i] = (proc, log, time.time())
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+                launched += 1
                 print(f"started {p.label} (log: {p.dir / 'point.log'})", flush=True)
             time.sleep(0.5)
             for i, (proc, log, t0) in list(running.items()):
@@ -236,41 +245,94 @@ def _run_in_processes(points: List["_Point"], pending: List[int], rows: Dict[int
                 log.close()
                 del running[i]
                 p = points[i]
-                if proc.returncode == 0:
-                    row = json.loads((p.dir / "row.json").read_text())
-                    p.save(row)
-                    rows[i] = row
-                    print(f"finished {p.label}: top-1 {row['top1']:.2f} ({time.time() - t0:.0f} s)", flush=True)
-                else:
-                    failed.append(f"{p.label} (exit {proc.returncode}; {p.dir / 'point.log'})")
+                try:
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"exit {proc.returncode}")
+                    if not p.done.exists():
+                        raise RuntimeError("exit 0 without a result.json")
+                    rows[i] = p.saved_row()
+                except (RuntimeError, OSError, ValueError, KeyError) as err:
+                    failed.append(f"{p.label} ({err}; {p.dir / 'point.log'})")
                     print(f"FAILED {failed[-1]}", flush=True)
+                    continue
+                print(f"finished {p.label}: top-1 {rows[i]['top1']:.2f} ({time.time() - t0:.0f} s)", flush=True)
     finally:
-        for proc, log, _ in running.values():  # interrupted: stop the children with it
+        for proc, _, _ in running.values():  # stopped: the children stop with it, within 10 s
             proc.terminate()
+        deadline = time.time() + 10
         for proc, log, _ in running.values():
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
             log.close()
+        if failed and running:
+            print(f"{len(failed)} point(s) had failed before the study stopped: " + "; ".join(failed), flush=True)
     if failed:
         raise RuntimeError(f"{len(failed)} point(s) failed: " + "; ".join(failed))
 
 
+def _child_env(jobs: int) -> Dict[str, str]:
+    """The children share the cores: one thread pool each of (cores / jobs), unless the user chose one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = str(max(1, cores // jobs))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", threads)
+    env.setdefault("MKL_NUM_THREADS", threads)
+    return env
+
+
+def _visible_gpus() -> List[str]:
+    """The GPU ids children may use (CUDA_VISIBLE_DEVICES order), or [] without CUDA."""
+    import torch
+    if not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    return ids or [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: on Linux, receive SIGTERM when the parent dies (a SIGKILLed study leaves no
+    trainer running on); elsewhere nothing."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_command(spec_json: str) -> List[str]:
+    """``python -c`` with this package's own location first on the path (ahead of the working directory, which
+    ``-c`` and ``-m`` put first), so the child imports the code the study runs, whatever is installed or current."""
+    import site
     import sys
-    return [sys.executable, "-m", __name__, spec_json]
+    parent = str(Path(__file__).resolve().parents[2])
+    site_dirs = {str(Path(d).resolve()) for d in site.getsitepackages() + [site.getusersitepackages()]}
+    head = "" if parent in site_dirs else f"sys.path.insert(0, {parent!r}); "
+    code = (f"import sys; {head}from mae_backbone.engine.partial_study import _run_one_point; "
+            f"_run_one_point(sys.argv[1])")
+    return [sys.executable, "-c", code, spec_json]
 
 
 def _run_one_point(spec_json: str) -> None:
-    """A child of :func:`_run_in_processes`: train one point, write its row to ``<point>/row.json``."""
+    """A child of :func:`_run_in_processes`: train one point, write its ``result.json`` (atomically)."""
     spec = json.loads(spec_json)
     cfg = Config.fromfile(spec["config"])
     apply_cfg_options(cfg, spec["cfg_options"])
     row = run_point(cfg, spec["k"], spec["ckpt"], Path(spec["dir"]), epochs=spec["epochs"], seed=spec["seed"])
-    tmp = Path(spec["dir"]) / "row.json.tmp"
-    tmp.write_text(json.dumps(row))
-    os.replace(tmp, tmp.with_suffix(""))
+    if spec.get("fingerprint") is not None:
+        _write_atomic(Path(spec["dir"]) / "result.json", json.dumps(dict(row=row, fingerprint=spec["fingerprint"])))
+    # TEMPORARY (remove with the __main__ block): a study started before this change reads row.json
+    _write_atomic(Path(spec["dir"]) / "row.json", json.dumps(row))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _rank0_says(flag: bool) -> bool:
@@ -331,25 +393,30 @@ def _summary_table(summary: List[Dict]) -> List[str]:
 
 def write_outputs(rows: List[Dict], out: Path) -> None:
     """study.csv (every run), study_summary.csv and study.md (mean +- std over seeds; the best schedule per k when
-    several were run) and study.png (top-1 vs. number of fine-tuned blocks, error bars = std over seeds)."""
+    several were run) and study.png (top-1 vs. number of fine-tuned blocks, error bars = std over seeds). Each
+    file is replaced whole (a stop while writing leaves the previous version)."""
+    import io
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "study.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+
+    def csv_text(fields, records):
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(records)
+        return buf.getvalue()
     summary = summarize(rows)
-    with open(out / "study_summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        writer.writerows(summary)
+    _write_atomic(out / "study.csv", csv_text(FIELDS, rows))
+    _write_atomic(out / "study_summary.csv", csv_text(SUMMARY_FIELDS, summary))
     best = best_per_k(summary)
     lines = _runs_table(rows)
     if len(summary) < len(rows):
         lines += ["", "Mean +- standard deviation over seeds:", ""] + _summary_table(summary)
     if len(best) < len(summary):
         lines += ["", "Best schedule per k (the paper's protocol, appendix A.1):", ""] + _summary_table(best)
-    (out / "study.md").write_text("\n".join(lines) + "\n")
-    plot(best, out / "study.png")
+    _write_atomic(out / "study.md", "\n".join(lines) + "\n")
+    tmp = out / "study.tmp.png"
+    plot(best, tmp)
+    os.replace(tmp, out / "study.png")
 
 
 def plot(summary: List[Dict], path: Path) -> None:
