@@ -162,6 +162,8 @@ def test_a_stopped_study_reports_what_finished_and_stops_its_children(tmp_path, 
         signal.signal(signal.SIGALRM, old)
     assert time.time() - t0 < 15  # the 60 s children were stopped, not waited for
     assert len(started) == 3 and all(p.poll() is not None for p in started)  # no child left running
+    # the two still running were stopped by SIGTERM (not blocked in them), not by the SIGKILL after the deadline
+    assert sorted(p.returncode for p in started) == sorted([0, -signal.SIGTERM, -signal.SIGTERM])
     with open(out / "study.csv") as f:
         assert [r["k"] for r in csv.DictReader(f)] == ["0", "5"]
     assert not (out / "random_k4_s0" / "result.json").exists()

@@ -1,7 +1,7 @@
 # Fine-tune the Fashion-MNIST MAE (configs/mae/mae_vit-d96-p4_1xb256-10e_fashion-mnist.py) end to end:
 # the paper's fine-tuning recipe scaled to a 6-block, 96-d ViT on 28x28 images and a one-epoch budget
 # (235 iterations at batch 256: 20 warm-up iterations, cosine to the end), no mixup, label smoothing 0.1.
-# Longer budgets: --cfg-options epochs=E (the study in docs/partial_finetuning.md runs 20).
+# Longer budgets: --cfg-options epochs=E (docs/partial_finetuning.md: 1 epoch on a CPU, 20 on a GPU).
 _base_ = [
     '../_base_/datasets/fashion_mnist_cls.py',
     '../_base_/default_runtime.py',

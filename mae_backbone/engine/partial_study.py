@@ -294,10 +294,12 @@ def _visible_gpus() -> List[str]:
 
 
 def _stop_with_parent() -> None:
-    """In the child before exec: on Linux, receive SIGTERM when the parent dies (a SIGKILLed study leaves no
-    trainer running on); elsewhere nothing."""
+    """In the child before exec: unblock the stop signals (blocked in the parent around the fork, and a mask
+    survives exec), and, on Linux, receive SIGTERM when the parent dies (a SIGKILLed study leaves no trainer
+    running on)."""
     import ctypes
     import signal
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
