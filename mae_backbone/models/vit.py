@@ -276,8 +276,9 @@ class VisionTransformer(nn.Module):
     def no_weight_decay(self) -> Set[str]:
         """Names of tensors exempt from weight decay besides norms and biases (all 1-D tensors).
 
-        Relative position tables are exempt too (zero-initialised offsets; BEiT exempts its bias tables,
-        detectron2's ViTDet decays them: a deliberate choice, see README).
+        Relative position tables are declared too (zero-initialised offsets; BEiT exempts its bias tables,
+        detectron2's ViTDet decays them). Whether a declared name is exempt is the weight-decay rule a config
+        chooses (``mae_backbone.param_groups``).
         """
         names = {"cls_token", "pos_embed"}
         for i, blk in enumerate(self.blocks):
