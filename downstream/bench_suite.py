@@ -1,4 +1,4 @@
-"""The benchmark suite of issue 6: every figure a ratio measured in the same run, against a named reference.
+"""The benchmark suite: every figure a ratio measured in the same run, against a named reference.
 
 ``python tools/benchmark.py --quick`` (under ~5 minutes on a 2-core CPU) or ``tools/benchmark.py suite`` (the full
 settings; ``--write docs/benchmarks.md`` replaces the suite section there). Speed is never asserted in tests.

@@ -1,4 +1,4 @@
-"""Detection-backbone timing: one Mask R-CNN training iteration at 1024 x 1024 (issue 4, issue 6 part 4).
+"""Detection-backbone timing: one Mask R-CNN training iteration at 1024 x 1024.
 
 Each measurement builds the detector from a shipped config (no checkpoint), feeds a real photo (the
 offline VOC image) through the config's own large-scale-jitter pipeline and 1024 x 1024 batch padding,

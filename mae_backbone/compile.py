@@ -1,4 +1,4 @@
-"""Opt-in ``torch.compile`` with a fallback to eager (issue 6 lever).
+"""Opt-in ``torch.compile`` with a fallback to eager.
 
 ``compile_module(model)`` replaces ``model.forward`` with a :class:`CompiledForward`. The first call compiles
 (forward and, with ``force_non_lazy_backward_lowering``, the backward graph too, so a backward compilation

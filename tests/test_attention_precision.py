@@ -1,4 +1,4 @@
-"""CPU bf16 autocast runs SDPA in float32 (issue 6 lever): same values as float32 attention of the same
+"""CPU bf16 autocast runs SDPA in float32: same values as float32 attention of the same
 (bf16-rounded) inputs, bf16 out, gradients to q / k / v, and a block's bf16 output close to its fp32 output."""
 import torch
 import torch.nn.functional as F

@@ -111,7 +111,7 @@ def test_tools_test_evaluates_a_classification_checkpoint(tmp_path, mae_ckpt):
 @pytest.mark.parametrize("size,blr,decay,drop_path,epochs", [
     ("base-p16", 5e-4, 0.65, 0.1, 100), ("large-p16", 1e-3, 0.75, 0.2, 50), ("huge-p14", 1e-3, 0.75, 0.3, 50)])
 def test_finetune_and_linprobe_recipes(size, blr, decay, drop_path, epochs):
-    """The official FINETUNE.md / LINPROBE recipes (paper Tables 9 and 10), as issue 3 lists them."""
+    """The official FINETUNE.md / LINPROBE recipes (paper Tables 9 and 10)."""
     from mae_backbone.engine import scale_lr
     [ft_name] = [f for f in os.listdir(CLS) if f.startswith(f"vit-{size}_mae-ft")]
     ft = Config.fromfile(os.path.join(CLS, ft_name))

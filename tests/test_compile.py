@@ -1,4 +1,4 @@
-"""Opt-in torch.compile (issue 6 lever): compiled and eager agree; a compilation failure falls back to eager
+"""Opt-in torch.compile: compiled and eager agree; a compilation failure falls back to eager
 with a warning instead of killing the run; model errors still raise."""
 import copy
 import pickle

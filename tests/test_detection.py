@@ -1,4 +1,4 @@
-"""Detection transfer (issue 4): MAEViT in mmdet, window attention, rel-pos, pyramids, loading, training."""
+"""Detection transfer: MAEViT in mmdet, window attention, rel-pos, pyramids, loading, training."""
 from __future__ import annotations
 
 import copy

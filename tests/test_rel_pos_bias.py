@@ -1,4 +1,4 @@
-"""BEiT-style relative position bias (the MAE paper's ADE20K transfer, issue 5)."""
+"""BEiT-style relative position bias (the MAE paper's ADE20K transfer)."""
 import torch
 
 from mae_backbone.models import VisionTransformer

@@ -1,4 +1,4 @@
-"""Segmentation transfer (issue 5), configs and data: the UperNet configs, the stock mmseg swap (model and layer
+"""Segmentation transfer, configs and data: the UperNet configs, the stock mmseg swap (model and layer
 decay), the offline ADE-layout data, label and class-count checks, the overfit run (model side: test_segmentation_model.py)."""
 import os.path as osp
 

@@ -1,4 +1,4 @@
-"""Segmentation transfer (issue 5), the model side: feature strides, the official checkpoint through init_cfg,
+"""Segmentation transfer, the model side: feature strides, the official checkpoint through init_cfg,
 one training step on the ADE-layout photos, sliding-window, test-time padding and multi-scale + flip inference."""
 import os.path as osp
 

@@ -1,4 +1,4 @@
-"""Window attention, decomposed relative positions and position-table interpolation (issue 4 numerics)."""
+"""Window attention, decomposed relative positions and position-table interpolation (numerics)."""
 import torch
 
 from mae_backbone.models import VisionTransformer

@@ -23,7 +23,7 @@ def main():
     p.add_argument("--quick", dest="quick_all", action="store_true", help="run the whole suite with small settings "
                    "and print the ratio table (the same as `suite --quick`)")
     sub = p.add_subparsers(dest="cmd")
-    suite = sub.add_parser("suite", help="every part of the benchmark (issue 6) in one run; prints the ratio table")
+    suite = sub.add_parser("suite", help="every part of the benchmark in one run; prints the ratio table")
     suite.add_argument("--quick", action="store_true", help="small settings (< ~5 min on 2 CPU cores)")
     suite.add_argument("--write", metavar="MD", help="replace the suite section of this markdown file "
                        "(between <!-- suite:begin --> and <!-- suite:end -->) with the results")

@@ -1,4 +1,4 @@
-"""mmengine glue for classification: fine-tuning, linear probing and partial fine-tuning (issue 3)."""
+"""mmengine glue for classification: fine-tuning, linear probing and partial fine-tuning."""
 from __future__ import annotations
 
 import logging

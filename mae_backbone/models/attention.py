@@ -128,9 +128,8 @@ def _rel_pos_bias_index(grid: Grid, table_grid: Grid, cls_token: bool, device: s
 
 def plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
     """SDPA without a mask. On CPU, bfloat16 / float16 inputs (autocast) run the fused kernel in float32 and
-    return the input dtype: torch's CPU flash kernel is about 2x slower in bfloat16 than in float32 at ViT
-    sizes (fwd + bwd, batch 8: decoder 16 heads x 32 dims x 197 tokens 43 vs 20 ms, encoder 12 x 64 x 50
-    tokens 8.4 vs 3.3 ms), and the casts of q, k, v cost well under 1 ms. GPUs keep the reduced precision."""
+    return the input dtype: torch's CPU flash kernel is slower in bfloat16 than in float32 at ViT sizes
+    (docs/benchmarks.md), and the casts of q, k, v cost little. GPUs keep the reduced precision."""
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
         with torch.autocast("cpu", enabled=False):
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p)
