@@ -43,14 +43,14 @@ test-all: install
 
 # Benchmark peers stay outside .venv (mmpretrain 1.2 breaks `import mmdet.models` next to transformers 5):
 # installed without dependencies into .bench-peers/ (with the few it needs that .venv lacks), which only
-# tools/benchmark.py puts on sys.path; the stamp is written once the peer imports.
+# the benchmarks put on sys.path; the stamp is written once the peer imports.
 BENCH_PEERS := mmpretrain==1.2.0 einops mat4py modelindex model-index ordered-set importlib_metadata==8.7.0 zipp
 bench: install
 	test -f .bench-peers/.installed || { rm -rf .bench-peers && \
 		$(PY) -m pip install -q --target .bench-peers --no-deps $(BENCH_PEERS) && \
-		$(PY) -c "from downstream.peers import import_mmpretrain_models; import_mmpretrain_models()" && \
+		$(PY) -c "from benchmarks.peers import import_mmpretrain_models; import_mmpretrain_models()" && \
 		touch .bench-peers/.installed; }
-	$(PY) tools/benchmark.py --quick
+	$(PY) -m benchmarks --quick
 
 clean-venv:
 	rm -rf $(VENV)

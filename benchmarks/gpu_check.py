@@ -1,6 +1,6 @@
 """One part of the GPU check (benchmarks/gpu_check.sh runs every part, each time-capped, in its own process).
 
-    python benchmarks/gpu_check.py PART --out DIR [--small]
+    python -m benchmarks.gpu_check PART --out DIR [--small]   (from the repository root)
 
 Parts: ``env`` (GPU, versions, what bf16 means here), ``pretrain-b`` / ``pretrain-l`` (MAE ViT-B batch 256 / ViT-L
 batch 128 training step in bf16: ours vs HF ViTMAE, eager, and ours under torch.compile; images/s and utilisation
@@ -21,9 +21,8 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)  # a bare machine: the checkout, not an installed package
 
-import torch  # noqa: E402
+import torch
 
 PARTS = ("env", "pretrain-b", "pretrain-l", "asymmetric", "vitdet", "train")
 
@@ -59,7 +58,8 @@ def part_pretrain(args, emit, arch: str, batch: int) -> None:
     import gc
     import importlib.util
 
-    from mae_backbone.benchmark import compare_pretrain_steps, matmul_peak
+    from benchmarks.pretrain import compare_pretrain_steps
+    from benchmarks.measure import matmul_peak
     if args.small:
         arch, batch = "mae_vit_tiny_patch16", 2
     n = 8192 if device() == "cuda" else 512
@@ -93,7 +93,7 @@ def part_pretrain(args, emit, arch: str, batch: int) -> None:
 
 
 def part_asymmetric(args, emit) -> None:
-    from mae_backbone.benchmark import asymmetric_speedup
+    from benchmarks.asymmetric import asymmetric_speedup
     arch, batch = ("mae_vit_tiny_patch16", 2) if args.small else ("mae_vit_large_patch16", 128)
     rows = asymmetric_speedup(arch, batch, "bf16", warmup=1, repeats=5 if not args.small else 1, device=device())
     lines = [f"{arch}, batch {batch}, {rows[0]['dtype']}", "",
@@ -117,7 +117,7 @@ def vitdet_backbone(windowed: bool, size: int, dev: str, width: int = 768) -> to
 
 
 def part_vitdet(args, emit) -> None:
-    from mae_backbone.benchmark import count_flops, interleaved_times
+    from benchmarks.measure import count_flops, interleaved_times
     from mae_backbone.precision import resolve_precision
     size, batch, width = (224, 1, 64) if args.small else (1024, 2, 768)
     prec = resolve_precision("bf16", device(), loss_scaling=False)

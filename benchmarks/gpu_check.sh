@@ -26,7 +26,7 @@ run() {  # run PART SECONDS
   case " ${PARTS:-$part} " in *" $part "*) ;; *) return 0 ;; esac
   cap=$(awk -v c="$2" -v s="${TIMEOUT_SCALE:-1}" 'BEGIN { printf "%.2f", c * s }')
   echo "== $part (at most ${cap} s)"
-  timeout --kill-after=10 "$cap" $PY benchmarks/gpu_check.py "$part" "${args[@]}" 2>&1 | tee "$OUT/$part.log" | tail -40
+  timeout --kill-after=10 "$cap" $PY -m benchmarks.gpu_check "$part" "${args[@]}" 2>&1 | tee "$OUT/$part.log" | tail -40
   local rc=${PIPESTATUS[0]}
   if [ "$rc" != 0 ]; then
     failed=$((failed + 1))

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from mae_backbone.benchmark import (ASYMMETRIC_VARIANTS, asymmetric_speedup, interleaved_times, pretrain_step_flops,
-                                    tensor_memory)
+from benchmarks.asymmetric import ASYMMETRIC_VARIANTS, asymmetric_speedup
+from benchmarks.measure import interleaved_times, tensor_memory
+from benchmarks.pretrain import pretrain_step_flops
 from mae_backbone.models import create_model
 
 TINY = dict(img_size=64, embed_dim=64, depth=4, num_heads=2, decoder_embed_dim=32, decoder_num_heads=2)
@@ -71,7 +72,7 @@ def test_hf_peer_has_our_shape_and_times():
     """The HF twin has exactly our trainable parameter count (same encoder / decoder shapes, SDPA attention),
     and the step benchmark runs it like ours."""
     pytest.importorskip("transformers")
-    from mae_backbone.benchmark import hf_twin, pretrain_step_throughput
+    from benchmarks.pretrain import hf_twin, pretrain_step_throughput
     ours = create_model("mae_vit_base_patch16", **TINY, decoder_depth=2)
     hf = hf_twin(ours)
     assert hf.config._attn_implementation == "sdpa" and hf.config.norm_pix_loss == ours.norm_pix_loss
@@ -87,7 +88,7 @@ def test_hf_peer_has_our_shape_and_times():
 
 def test_compare_pretrain_steps_rows():
     pytest.importorskip("transformers")
-    from mae_backbone.benchmark import compare_pretrain_steps
+    from benchmarks.pretrain import compare_pretrain_steps
     rows = compare_pretrain_steps(["ours", "hf"], "mae_vit_base_patch16", batch=2, img_size=64, warmup=0, repeats=2,
                                   peak=1e12)
     ours, hf = rows
@@ -105,13 +106,13 @@ def test_mmpretrain_peer_has_our_shape():
     import subprocess
     import sys
 
-    from downstream.peers import PEERS_DIR
+    from benchmarks.peers import PEERS_DIR
     if not osp.isdir(osp.join(PEERS_DIR, "mmpretrain")):
         pytest.skip("mmpretrain peer not installed (make bench)")
     code = f"""
-from downstream.peers import enable_mmpretrain_peer, mmpretrain_twin
+from benchmarks.peers import enable_mmpretrain_peer, mmpretrain_twin
 assert enable_mmpretrain_peer()
-from mae_backbone.benchmark import pretrain_step_throughput
+from benchmarks.pretrain import pretrain_step_throughput
 from mae_backbone.models import create_model
 TINY = {TINY!r}
 ours = create_model("mae_vit_base_patch16", **TINY, decoder_depth=2)

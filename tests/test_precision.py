@@ -245,7 +245,8 @@ def test_backbone_autocast_is_fp32_without_native_bf16(cpu_bf16):
 
 
 def test_benchmark_rows_report_the_precision_that_ran(cpu_bf16):
-    from mae_backbone.benchmark import compare_pretrain_steps, ran_precision
+    from benchmarks.pretrain import compare_pretrain_steps
+    from benchmarks.measure import ran_precision
     cpu_bf16(False)
     with pytest.warns(RuntimeWarning):
         assert ran_precision("bf16", "cpu") == "fp32"

@@ -17,6 +17,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _recipe_table():
+    if osp.join(ROOT, "tools") not in sys.path:  # as when run as a script: recipe_resolve beside it
+        sys.path.insert(0, osp.join(ROOT, "tools"))
     spec = importlib.util.spec_from_file_location("recipe_table", osp.join(ROOT, "tools", "recipe_table.py"))
     mod = importlib.util.module_from_spec(spec)
     sys.modules["recipe_table"] = mod  # dataclasses look their module up

@@ -3,10 +3,7 @@
 python tools/convert_checkpoint.py SRC DST --from {official,timm,mmpretrain,hf,native,auto} [--encoder-only]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 
 def main():

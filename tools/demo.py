@@ -2,12 +2,10 @@
 and a reconstruction picture (rows: masked input | reconstruction with visible patches | original)."""
 import argparse
 import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config, DictAction
 
 DEFAULT_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), "..", "configs", "mae",
                           "mae_vit-demo-p8_1xb32-40e_photos.py")

@@ -17,9 +17,7 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 
 def main(argv=None):

@@ -15,9 +15,7 @@ on bundled photos. Features for retrieval or k-NN come from the encoder alone (t
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -11,9 +11,7 @@ resumes them after an interruption).
 import argparse
 import json
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 
 def main(argv=None):

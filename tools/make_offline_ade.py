@@ -6,10 +6,8 @@ Training and validation hold the same two images (an overfit / pipeline check, n
 PNG value 0 is ignored background; load with reduce_zero_label=True.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 
 def main() -> int:

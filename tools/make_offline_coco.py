@@ -5,10 +5,8 @@ python tools/make_offline_coco.py OUT_DIR [--min-area PIXELS]
 Train and val hold the same two images (an overfit train/eval check, not a held-out split).
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 
 def main() -> int:

@@ -16,9 +16,8 @@ import os.path as osp
 import signal
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 
 def main():

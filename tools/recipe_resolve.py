@@ -7,13 +7,10 @@ import copy
 import math
 import os.path as osp
 import re
-import sys
 import tempfile
 from functools import lru_cache
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 # dataset sizes the iteration counts are computed for
 IMAGENET_TRAIN = 1_281_167   # ILSVRC-2012 train

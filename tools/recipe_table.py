@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import List, Optional, Sequence
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from recipe_resolve import (ADE_TRAIN, COCO_TRAIN, IMAGENET_TRAIN, ROOT, block_lr_scale, box_convs,  # noqa: E402
+from recipe_resolve import (ADE_TRAIN, COCO_TRAIN, IMAGENET_TRAIN, ROOT, block_lr_scale, box_convs,  # (tools/)
                             crop_desc, decoder_desc, fmt, gpus_and_batch, linprobe_head, load, precision_desc,
                             resolved_lr, sched_desc, steps_per_epoch, test_canvas, trainable, tta_short_sides,
                             wd_summary)

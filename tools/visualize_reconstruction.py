@@ -3,10 +3,7 @@
 python tools/visualize_reconstruction.py CKPT IMAGE [IMAGE ...] --mask-ratio 0.75 --out recon.png
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 
 def main():

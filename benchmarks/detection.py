@@ -8,8 +8,6 @@ median after warm-up. Memory: peak RSS of the process (CPU) or ``max_memory_allo
 from __future__ import annotations
 
 import copy
-import os.path as osp
-import resource
 import tempfile
 import time
 from typing import Dict
@@ -21,16 +19,12 @@ from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mae_backbone.benchmark import median_time, ran_precision, time_stats
+from .measure import count_flops, interleaved_times, median_time, ran_precision, rss_mib, sync, tensor_memory, time_stats
 
 VARIANT_CONFIGS = {
     "fpn": "configs/mask_rcnn/mask-rcnn_mae-vit-b-fpn_16xb4-lsj-100e_coco.py",
     "vitdet": "configs/mask_rcnn/mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py",
 }
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def detection_iteration(variant: str = "vitdet", config: str = None, batch: int = 1, dtype: str = "bf16",
@@ -59,7 +53,7 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
     bb.autocast_dtype = autocast
     if cfg.model.neck.get("type") == "ViTDetSimplePyramid":
         cfg.model.neck.autocast_dtype = autocast
-    rss0 = _rss_mib()
+    rss0 = rss_mib()
     model = MODELS.build(cfg.model).to(device).train()
     wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +67,7 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
         ds = DATASETS.build(ds_cfg)
         samples = [ds[0] for _ in range(batch)]  # VOC photo (COCO classes person / chair / ... keep annotations)
     data = pseudo_collate(samples)
-    rss_built = _rss_mib()
+    rss_built = rss_mib()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
@@ -90,143 +84,11 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
     if device == "cuda":
         out["peak_mem_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
     else:
-        out["peak_rss_mib"] = _rss_mib()
+        out["peak_rss_mib"] = rss_mib()
         out["rss_before_mib"] = rss_built
         out["train_mem_mib"] = out["peak_rss_mib"] - rss_built  # activations, grads, optimizer state, workspace
         out["rss_start_mib"] = rss0
     return out
-
-
-SEG_CONFIGS = {
-    # ours: MAEViT with relative position bias and the rescaling pyramid (the paper config)
-    "ours": "configs/upernet/upernet_mae-vit-b_8xb2-160k_ade20k-512x512.py",
-    # mmseg's stock MAE UperNet config with only the backbone type switched to MAEViT
-    "ours-stock-args": "configs/upernet/upernet_mae-vit-b_stock-mmseg-mae_8xb2-amp-160k_ade20k-512x512.py",
-    # mmseg's own MAE backbone (BEiT-based), stock config
-    "mmseg-mae": "mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py",
-}
-
-
-def _build_segmentor(variant: str, dtype: str, device: str, seed: int):
-    """Build one SEG_CONFIGS variant without a checkpoint (BN for SyncBN off CUDA); returns (cfg, model)."""
-    import downstream  # noqa: F401  registration
-    from mmseg.registry import MODELS
-
-    torch.manual_seed(seed)
-    init_default_scope("mmseg")
-    path = SEG_CONFIGS[variant]
-    if path.startswith("mmseg::"):
-        import mmseg
-        path = osp.join(osp.dirname(mmseg.__file__), ".mim", "configs", path[len("mmseg::"):])
-    cfg = Config.fromfile(path)
-    cfg.model.pretrained = None
-    bb = cfg.model.backbone
-    bb.pop("init_cfg", None)
-    if bb.type == "MAEViT":
-        bb.autocast_dtype = {"fp32": None, "bf16": "bfloat16"}[dtype]
-    elif dtype != "fp32":
-        raise ValueError("mmseg's MAE backbone is measured in fp32 only here")
-    if not torch.cuda.is_available():  # SyncBN without a process group on CPU: BN
-        for part in ("decode_head", "auxiliary_head", "neck"):
-            if cfg.model.get(part) and cfg.model[part].get("norm_cfg", {}).get("type") == "SyncBN":
-                cfg.model[part].norm_cfg = dict(type="BN", requires_grad=True)
-    return cfg, MODELS.build(cfg.model).to(device).train()
-
-
-def segmentation_iteration(variant: str = "ours", batch: int = 2, dtype: str = "fp32", warmup: int = 1,
-                           repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
-    """Median seconds per UperNet training iteration at 512 x 512 (random image and 150-class labels).
-
-    Batch >= 2: UperNet's pyramid pooling normalises a 1 x 1 map with BatchNorm, which cannot train on
-    one sample (mmseg's configs use 2 per GPU); :func:`segmentation_backbone_step` times batch 1.
-    """
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-
-    if batch < 2:
-        raise ValueError("a UperNet training iteration needs batch >= 2 (BatchNorm after the 1x1 pyramid pooling); "
-                         "time the backbone at batch 1 with `tools/benchmark.py segmentation --part backbone`")
-    rss0 = _rss_mib()
-    cfg, model = _build_segmentor(variant, dtype, device, seed)
-    optim = copy.deepcopy(cfg.optim_wrapper)
-    optim = dict(type="OptimWrapper", optimizer=optim.optimizer)  # plain AdamW: the step, not the lr rule
-    wrapper = build_optim_wrapper(model, Config(dict(optim_wrapper=optim)).optim_wrapper)
-    imgs = [torch.randint(0, 256, (3, 512, 512), dtype=torch.uint8) for _ in range(batch)]
-    samples = []
-    for _ in range(batch):
-        s = SegDataSample(metainfo=dict(img_shape=(512, 512), ori_shape=(512, 512), pad_shape=(512, 512)))
-        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 512, 512)))
-        samples.append(s)
-    data = dict(inputs=imgs, data_samples=samples)
-    rss_built = _rss_mib()
-
-    def step():
-        model.train_step(data, wrapper)
-
-    times = median_time(step, warmup, repeats)
-    return dict(variant=variant, part="iteration", backbone=cfg.model.backbone.type,
-                dtype=ran_precision(dtype, device), batch=batch,
-                **time_stats(times),
-                backbone_params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6,
-                peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
-
-
-def _segmentation_backbone_step(variant: str, batch: int, dtype: str, device: str, seed: int):
-    """(cfg, the step closure, its parts): backbone (+ pyramid neck) forward + backward + AdamW at 512²."""
-    cfg, model = _build_segmentor(variant, dtype, device, seed)
-    parts = [model.backbone] + ([model.neck] if getattr(model, "with_neck", False) else [])
-    params = [p for m in parts for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
-    x = torch.randn(batch, 3, 512, 512, device=device)
-    shapes = []
-
-    def step():
-        feats = model.extract_feat(x)
-        shapes[:] = [tuple(f.shape[1:]) for f in feats]
-        loss = sum(f.float().mean() for f in feats)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step.shapes = shapes
-    return cfg, step, parts
-
-
-def segmentation_backbone_step(variant: str = "ours", batch: int = 1, dtype: str = "fp32", warmup: int = 1,
-                               repeats: int = 5, device: str = "cpu", seed: int = 0) -> Dict:
-    """Median seconds of the segmentation backbone (+ its pyramid neck) forward + backward + AdamW step at 512 x 512.
-
-    The four multi-scale maps the heads would receive are reduced by a mean to a scalar loss, so the time is
-    the backbone's own (the same UperNet heads follow every variant).
-    """
-    rss0 = _rss_mib()
-    cfg, step, parts = _segmentation_backbone_step(variant, batch, dtype, device, seed)
-    rss_built = _rss_mib()
-    times = median_time(step, warmup, repeats)
-    return dict(variant=variant, part="backbone", backbone=cfg.model.backbone.type,
-                dtype=ran_precision(dtype, device), batch=batch,
-                **time_stats(times),
-                out_shapes=step.shapes, backbone_params_m=sum(p.numel() for m in parts for p in m.parameters()) / 1e6,
-                peak_rss_mib=_rss_mib(), train_mem_mib=_rss_mib() - rss_built, rss_start_mib=rss0)
-
-
-def compare_segmentation_backbones(variants=("ours", "mmseg-mae"), batch: int = 1, dtype: str = "fp32",
-                                   warmup: int = 1, repeats: int = 3, device: str = "cpu", seed: int = 0):
-    """:func:`segmentation_backbone_step` for several variants in one process, timed interleaved; each row's
-    ``speedup_vs_mmseg`` is mmseg's MAE step time over the row's (when ``mmseg-mae`` is among the variants)."""
-    from mae_backbone.benchmark import interleaved_times
-
-    if dtype != "fp32" and "mmseg-mae" in variants:
-        raise ValueError("mmseg's MAE backbone has no bf16 path here: compare in fp32, or leave mmseg-mae out")
-    steps = {v: _segmentation_backbone_step(v, batch, dtype, device, seed)[1] for v in variants}
-    times = interleaved_times(steps, warmup, repeats)
-    rows = [dict(variant=v, batch=batch, dtype=ran_precision(dtype, device),
-                 **time_stats(t)) for v, t in times.items()]
-    ref = next((r for r in rows if r["variant"] == "mmseg-mae"), None)
-    for r in rows:
-        if ref:
-            r["speedup_vs_mmseg"] = ref["step_s"] / r["step_s"]
-    return rows
 
 
 DETECTION_BACKBONES = {  # variant -> (all_global, grad_checkpointing) of the ViTDet config's backbone
@@ -256,12 +118,11 @@ def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, b
     """The ViTDet config's MAE ViT-B backbone alone at ``size``², forward + backward, per variant (windowed as
     configured, every block global, activation checkpointing): seconds (timed interleaved, median), model FLOPs
     (counted on the meta device in fp32) and, with ``memory``, tensor memory (activations held for backward and
-    the fwd + bwd peak, :func:`mae_backbone.benchmark.tensor_memory`; that pass runs first and also warms up;
+    the fwd + bwd peak, :func:`benchmarks.measure.tensor_memory`; that pass runs first and also warms up;
     with ``repeats=0`` its time is the one timing: a cold first step under the byte-counting dispatch mode, which
     the first variant pays the process's warm-up for, so it understates the windowed speedup slightly).
     ``flops`` of the checkpointed variant include the recomputed forward. Ratios ``*_vs_global`` are to the
     all-global variant when it is in ``variants``."""
-    from mae_backbone.benchmark import _sync, count_flops, interleaved_times, tensor_memory
 
     torch.manual_seed(seed)
     models = {v: _build_vitdet_backbone(v, dtype, device) for v in variants}
@@ -280,10 +141,10 @@ def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, b
     for v, m in models.items():  # first: it also warms every model up
         if memory:
             m.zero_grad(set_to_none=True)
-            _sync()
+            sync()
             t0 = time.perf_counter()
             mem[v] = tensor_memory(lambda: loss_of(m, x))
-            _sync()
+            sync()
             first[v] = [time.perf_counter() - t0]
             m.zero_grad(set_to_none=True)
     if repeats == 0 and memory:  # the memory pass is the one timing (the --quick setting)

@@ -1,21 +1,16 @@
-"""Benchmarks. Every figure is a median over repeats after warm-up, measured in one run.
+"""Benchmarks (run from the repository root). Every figure is a median over repeats after warm-up, in one run.
 
-python tools/benchmark.py --quick      # every part, small settings (< ~5 min on 2 CPU cores): the ratio table
-python tools/benchmark.py suite --write docs/benchmarks.md   # every part, full settings, into the docs
-python tools/benchmark.py pretrain --impls ours ours-compiled hf mmpretrain --dtypes fp32 bf16   # ViT-B, batch 8
-python tools/benchmark.py asymmetric --arch mae_vit_large_patch16     # paper Table 2: w/ [M] vs MAE dec 8 / 1
-python tools/benchmark.py detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
-python tools/benchmark.py segmentation      # UperNet ViT-B 512x512: ours vs mmseg's own MAE backbone
-python tools/benchmark.py segmentation --part backbone   # the backbone alone, batch 1
+python -m benchmarks --quick      # every part, small settings (a few minutes on 2 CPU cores): the ratio table
+python -m benchmarks suite --write docs/benchmarks.md   # every part, full settings, into the docs
+python -m benchmarks pretrain --impls ours ours-compiled hf mmpretrain --dtypes fp32 bf16   # ViT-B, batch 8
+python -m benchmarks asymmetric --arch mae_vit_large_patch16     # paper Table 2: w/ [M] vs MAE dec 8 / 1
+python -m benchmarks detection --variants fpn vitdet vitdet-global vitdet-ckpt   # Mask R-CNN ViT-B, 1024x1024
+python -m benchmarks segmentation      # UperNet ViT-B 512x512: ours vs mmseg's own MAE backbone
+python -m benchmarks segmentation --part backbone   # the backbone alone, batch 1
 """
 import argparse
-import json
-import os.path as osp
 import platform
-import subprocess
 import sys
-
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), ".."))
 
 
 def main():
@@ -62,7 +57,6 @@ def main():
     det.add_argument("--warmup", type=int, default=1)
     det.add_argument("--repeats", type=int, default=3)
     det.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
-    det.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure one variant, print JSON
     seg = sub.add_parser("segmentation", help="UperNet ViT-B training iteration at 512x512: ours vs mmseg's MAE "
                                                "backbone, each in its own process")
     seg.add_argument("--variants", nargs="+", default=["ours", "ours-stock-args", "mmseg-mae"],
@@ -75,9 +69,8 @@ def main():
     seg.add_argument("--warmup", type=int, default=1)
     seg.add_argument("--repeats", type=int, default=5)
     seg.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
-    seg.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
-    from downstream.peers import enable_mmpretrain_peer
+    from benchmarks.peers import enable_mmpretrain_peer
     enable_mmpretrain_peer()  # before anything imports mmdet (which imports mmpretrain when it can)
     if args.quick_all and args.cmd not in (None, "suite"):
         p.error(f"--quick runs the whole suite; it cannot be combined with `{args.cmd}`")
@@ -93,7 +86,8 @@ def main():
         return asymmetric(args)
 
     import torch
-    from mae_backbone.benchmark import compare_pretrain_steps, matmul_peak
+    from benchmarks.pretrain import compare_pretrain_steps
+    from benchmarks.measure import matmul_peak
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,11 +112,11 @@ def main():
 
 def run_suite(args):
     import torch
-    from downstream.bench_suite import run_suite as run, to_markdown, write_section
+    from benchmarks.suite import run_suite as run, to_markdown, write_section
 
     quick = args.quick_all or getattr(args, "quick", False)
     device = getattr(args, "device", "cuda" if torch.cuda.is_available() else "cpu")
-    command = "python tools/benchmark.py " + ("--quick" if quick else "suite")
+    command = "python -m benchmarks " + ("--quick" if quick else "suite")
     result = run("quick" if quick else "full", device=device, log=lambda m: print(m, flush=True))
     md = to_markdown(result, command)
     print("\n" + md)
@@ -133,9 +127,9 @@ def run_suite(args):
 
 def asymmetric(args):
     import torch
-    from mae_backbone.benchmark import asymmetric_speedup
+    from benchmarks.asymmetric import asymmetric_speedup
 
-    from mae_backbone.benchmark import ran_precision
+    from benchmarks.measure import ran_precision
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}; {args.arch}, batch {args.batch}, {ran_precision(args.dtype, args.device)}, mask 0.75, "
           f"norm_pix_loss, "
@@ -149,22 +143,22 @@ def asymmetric(args):
               f"{r['speedup']:.2f}x | {r['flop_ratio']:.2f}x | {r['efficiency']:.0%} |")
 
 
-def _child_rows(args, what: str, title: str, extra=()):
-    """Run each variant of ``what`` in its own process (so peak memory is its own) and print a table."""
+def _child_rows(args, target: str, title: str, kwargs_of) -> None:
+    """Each variant in its own process (:func:`benchmarks.harness.run_in_child`: its peak memory is its own); a
+    table of the results."""
     import torch
+    from benchmarks.harness import run_in_child
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"device {args.device}; {title}, batch {args.batch}, median of {args.repeats} after {args.warmup} warm-up")
     mem = "peak GPU memory (MiB)" if args.device == "cuda" else "peak RSS (MiB) | RSS growth in training (MiB)"
     print(f"| variant | s / iter | min - max (s) | {mem} |")
     print("|---|---|---|---|" + ("" if args.device == "cuda" else "---|"))
+    common = dict(batch=args.batch, dtype=args.dtype, warmup=args.warmup, repeats=args.repeats, device=args.device)
     for v in args.variants:
-        cmd = [sys.executable, __file__, what, "--one", v, "--batch", str(args.batch), "--dtype", args.dtype,
-               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--device", args.device, *extra]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            sys.exit(f"variant {v} failed:\n{proc.stderr[-3000:]}")
-        r = json.loads(lines[-1][len("RESULT "):])
+        try:
+            r = run_in_child(target, dict(common, **kwargs_of(v)))
+        except RuntimeError as err:
+            sys.exit(f"variant {v} failed: {err}")
         spread = f"{r['min_s']:.2f} - {r['max_s']:.2f}"
         if args.device == "cuda":
             print(f"| {v} | {r['step_s']:.2f} | {spread} | {r['peak_mem_mib']:.0f} |")
@@ -174,34 +168,23 @@ def _child_rows(args, what: str, title: str, extra=()):
 
 
 def detection(args):
-    if args.one:
-        from downstream.benchmark import detection_iteration
-        v = args.one
-        r = detection_iteration(v.split("-")[0], batch=args.batch, dtype=args.dtype, grad_checkpointing=v.endswith("-ckpt"),
-                                all_global=v.endswith("-global"), warmup=args.warmup, repeats=args.repeats,
-                                device=args.device)
-        print("RESULT " + json.dumps(r))
-        return
-    from mae_backbone.benchmark import ran_precision
-    _child_rows(args, "detection", f"Mask R-CNN + MAE ViT-B at 1024x1024, backbone/neck "
-                                   f"{ran_precision(args.dtype, args.device)} (heads fp32)")
+    from benchmarks.measure import ran_precision
+    _child_rows(args, "benchmarks.detection:detection_iteration",
+                f"Mask R-CNN + MAE ViT-B at 1024x1024, backbone/neck {ran_precision(args.dtype, args.device)} (heads fp32)",
+                lambda v: dict(variant=v.split("-")[0], grad_checkpointing=v.endswith("-ckpt"),
+                               all_global=v.endswith("-global")))
 
 
 def segmentation(args):
     if args.batch is None:
         args.batch = 2 if args.part == "iteration" else 1
-    if args.one:
-        from downstream.benchmark import segmentation_backbone_step, segmentation_iteration
-        fn = segmentation_iteration if args.part == "iteration" else segmentation_backbone_step
-        r = fn(args.one, batch=args.batch, dtype=args.dtype, warmup=args.warmup, repeats=args.repeats,
-               device=args.device)
-        print("RESULT " + json.dumps(r))
-        return
     what = ("UperNet + ViT-B training iteration" if args.part == "iteration"
             else "ViT-B segmentation backbone + pyramid fwd + bwd + AdamW")
-    from mae_backbone.benchmark import ran_precision
-    _child_rows(args, "segmentation", f"{what} at 512x512, {ran_precision(args.dtype, args.device)}",
-                extra=("--part", args.part))
+    from benchmarks.measure import ran_precision
+    target = ("benchmarks.segmentation:segmentation_iteration" if args.part == "iteration"
+              else "benchmarks.segmentation:segmentation_backbone_step")
+    _child_rows(args, target, f"{what} at 512x512, {ran_precision(args.dtype, args.device)}", lambda v: dict(variant=v))
+
 
 if __name__ == "__main__":
     main()

@@ -1,20 +1,16 @@
 """The benchmark suite: every figure a ratio measured in the same run, against a named reference.
 
-``python tools/benchmark.py --quick`` (under ~5 minutes on a 2-core CPU) or ``tools/benchmark.py suite`` (the full
+``python -m benchmarks --quick`` (under ~5 minutes on a 2-core CPU) or ``python -m benchmarks suite`` (the full
 settings; ``--write docs/benchmarks.md`` replaces the suite section there). Speed is never asserted in tests.
 """
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import os.path as osp
 import platform
-import subprocess
-import sys
-import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import torch
 
@@ -77,8 +73,9 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
     out = _Part(log)
     missing = []
     if part == "pretrain":  # 1 + 3: ours vs peers, utilisation against the matmul peak measured in the same run
-        from downstream.peers import enable_mmpretrain_peer
-        from mae_backbone.benchmark import compare_pretrain_steps, matmul_peak
+        from benchmarks.peers import enable_mmpretrain_peer
+        from benchmarks.pretrain import compare_pretrain_steps
+        from benchmarks.measure import matmul_peak
         from mae_backbone.precision import resolve_precision
 
         installed = dict(hf=importlib.util.find_spec("transformers") is not None,
@@ -118,7 +115,7 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
                 out.target(f"{dtype} utilisation{suffix}", ours["utilisation"], _fmt_pct,
                            f"{ours['tflop_per_s']:.3f} of {peak / 1e12:.3f} TFLOP/s")
     elif part == "asymmetric":  # 2: paper Table 2, ViT-L
-        from mae_backbone.benchmark import asymmetric_speedup
+        from benchmarks.asymmetric import asymmetric_speedup
 
         log(f"asymmetric encoder-decoder, ViT-L, batch {s['asym_batch']}, fp32")
         rows = asymmetric_speedup("mae_vit_large_patch16", s["asym_batch"], "fp32", warmup=s["asym_warmup"],
@@ -133,9 +130,9 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
                        f"{r['speedup']:.2f}x of a {r['flop_ratio']:.2f}x bound "
                        f"(paper, TPU: {'2.8x' if depth == 8 else '3.7x'})")
     elif part == "detection":  # 4a: ViTDet backbone at 1024², windowed vs all-global (vs checkpointing)
-        from downstream.benchmark import detection_backbones
+        from benchmarks.detection import detection_backbones
 
-        from mae_backbone.benchmark import ran_precision
+        from benchmarks.measure import ran_precision
         log(f"detection backbone (ViTDet MAE ViT-B), 1024², {ran_precision('bf16', device)} autocast: "
             + ", ".join(s["det_variants"]))
         rows = detection_backbones(s["det_variants"], warmup=0, repeats=s["det_repeats"], device=device)
@@ -153,7 +150,7 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
                    f"{win['activation_mib']:.0f} vs {glob['activation_mib']:.0f} MiB"
                    + (f"; windowed + checkpointing {ckpt['activation_vs_global']:.2f}" if ckpt else ""))
     elif part == "segmentation":  # 4b: segmentation backbone at 512², ours vs mmseg's MAE
-        from downstream.benchmark import compare_segmentation_backbones
+        from benchmarks.segmentation import compare_segmentation_backbones
 
         log("segmentation backbone + pyramid, 512², batch 1, fp32: ours vs mmseg-mae")
         rows = compare_segmentation_backbones(("ours", "mmseg-mae"), warmup=s["seg_warmup"],
@@ -171,28 +168,20 @@ def run_part(part: str, mode: str = "quick", device: str = "cpu", log: Callable[
 
 def run_suite(mode: str = "quick", device: str = "cpu", log: Callable[[str], None] = print,
               parts=PARTS) -> Dict:
-    """Every part, each in a fresh child process (a part's allocations, caches and threads cannot slow the next;
-    its peak memory is its own); returns ``dict(targets, sections, missing_peers, seconds, machine)``."""
+    """Every part, each in a fresh child process (:func:`benchmarks.harness.run_in_child`); returns
+    ``dict(targets, sections, missing_peers, seconds, machine)``."""
+    from .harness import run_in_child
+
+    def progress(line: str) -> None:  # progress lines pass through; library warnings stay in the error report
+        if line.startswith(("pretraining step", "asymmetric encoder", "detection backbone",
+                            "segmentation backbone")) or any(line.startswith(f"  {t}:") for t in TARGETS):
+            log(line)
     t0 = time.perf_counter()
     results = []
     for part in parts:
         t_part = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = osp.join(tmp, "part.json")
-            cmd = [sys.executable, "-m", "downstream.bench_suite", part, mode, device, path]
-            proc = subprocess.Popen(cmd, cwd=osp.dirname(osp.dirname(osp.abspath(__file__))),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            tail = []
-            for line in proc.stdout:  # progress lines pass through; library warnings are kept for an error report
-                line = line.rstrip("\n")
-                tail = (tail + [line])[-60:]
-                if line.startswith(("pretraining step", "asymmetric encoder", "detection backbone",
-                                    "segmentation backbone")) or any(line.startswith(f"  {t}:") for t in TARGETS):
-                    log(line)
-            if proc.wait() or not osp.exists(path):
-                raise RuntimeError(f"benchmark part {part!r} failed (exit {proc.returncode}):\n" + "\n".join(tail))
-            with open(path) as f:
-                results.append(json.load(f))
+        results.append(run_in_child("benchmarks.suite:run_part", dict(part=part, mode=mode, device=device),
+                                    echo=progress))
         log(f"  ({part}: {time.perf_counter() - t_part:.0f} s)")
     return dict(mode=mode, targets=[t for r in results for t in r["targets"]],
                 sections={r["part"]: r["table"] for r in results},
@@ -237,12 +226,3 @@ def write_section(path: str, md: str, begin: str = "<!-- suite:begin -->", end: 
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-if __name__ == "__main__":  # one part in this process: python -m downstream.bench_suite PART MODE DEVICE OUT.json
-    _part, _mode, _device, _out = sys.argv[1:5]
-    from downstream.peers import enable_mmpretrain_peer
-    enable_mmpretrain_peer()  # before mmdet is imported
-    _res = run_part(_part, _mode, _device, log=lambda m: print(m, flush=True))
-    with open(_out, "w") as _f:
-        json.dump(_res, _f)

@@ -1,0 +1,1 @@
+"""Benchmarks of mae-backbone (outside the installed package): ``python -m benchmarks --help``."""
