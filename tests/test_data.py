@@ -187,6 +187,22 @@ def test_data_root_option_moves_every_dataset_path():
     assert det.train_dataloader.dataset.dataset.data_root == "/d/coco/"
 
 
+def test_data_root_equal_to_the_configs_moves_nothing_and_says_nothing(caplog):
+    import logging
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from mae_backbone.engine import apply_cfg_options
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(root, "configs", "classification", "vit-base-p16_mae-ft_8xb128-100e_in1k.py"))
+    before = cfg.to_dict()
+    with caplog.at_level(logging.WARNING):
+        apply_cfg_options(cfg, {"data_root": cfg.data_root.rstrip("/") + "/"})  # the same root, spelled with a slash
+    assert cfg.train_dataloader.dataset.root == before["train_dataloader"]["dataset"]["root"]
+    assert not [r for r in caplog.records if "moved no dataset path" in r.getMessage()]
+
+
 def test_data_root_moves_only_paths_under_it():
     from mmengine.config import Config
 

@@ -75,7 +75,7 @@ def test_bad_block_lists_fail_before_training(tmp_path):
 
 
 def test_jobs_run_points_in_child_processes(tmp_path):
-    """--jobs 2: each point in its own process (python -m mae_backbone.engine.partial_study), its output in
+    """--jobs 2: each point in its own process (``python -c`` running ``_run_one_point``), its output in
     <point>/point.log; the report lists the points in study order, whatever order they finished in."""
     torch.manual_seed(0)
     mae = mae_vit_tiny_patch16(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=6, num_heads=3,
@@ -93,7 +93,7 @@ def test_jobs_run_points_in_child_processes(tmp_path):
         assert [(r["init"], r["k"]) for r in csv.DictReader(f)] == [("MAE", "0"), ("MAE", "all")]
     for point in ("mae_k0", "mae_kall"):
         assert "Epoch(val)" in (out / point / "point.log").read_text()  # the child's own log, trained and evaluated
-        assert (out / point / "result.json").exists() and not (out / point / "row.json.tmp").exists()
+        assert (out / point / "result.json").exists() and not (out / point / "result.json.tmp").exists()
 
 
 def _fake_children(monkeypatch, script):
@@ -104,7 +104,8 @@ def _fake_children(monkeypatch, script):
 
 
 FAKE_CHILD = """
-import json, os, sys, time
+import json, os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # as the real child's first step
 spec = json.loads(sys.argv[1])
 k = spec["k"]
 if k == 1:
@@ -115,23 +116,51 @@ if k == 4:
     time.sleep(60)  # a point still training when the study is stopped
 row = dict(init="random init", k=str(k), blocks=6 if k == "all" else k, epochs=spec["epochs"], seed=spec["seed"],
            top1=90.0 + (0 if k == "all" else k), top5=99.0, train_seconds=1.0, trainable_params=10)
-open(os.path.join(spec["dir"], "result.json"), "w").write(json.dumps(dict(row=row, fingerprint=spec["fingerprint"])))
+fingerprint = dict(spec["fingerprint"], k="another") if k == 6 else spec["fingerprint"]
+open(os.path.join(spec["dir"], "result.json"), "w").write(json.dumps(dict(row=row, fingerprint=fingerprint)))
+if k == 3:
+    sys.exit(1)  # fails after its result is on disk (say, in teardown)
 if k == 5:
     time.sleep(60)  # finished its point, not yet exited when the study is stopped
 """
 
 
-def test_jobs_report_failed_points_and_finish_the_others(tmp_path, monkeypatch):
+def test_jobs_report_failed_points_and_finish_the_others(tmp_path, monkeypatch, capsys):
+    """Failed points (an exit code, no result, a result of other settings) are listed at the end while the others
+    run on; a point whose result is on disk counts, with a warning when its process then failed."""
     partial_study = _fake_children(monkeypatch, FAKE_CHILD)
     out = tmp_path / "s"
-    with pytest.raises(RuntimeError, match=r"2 point\(s\) failed: ") as failure:
-        partial_study.run_study(CONFIG, [0, 1, 2, "all"], None, str(out), baseline_random_init=True, seeds=[0],
+    with pytest.raises(RuntimeError, match=r"3 point\(s\) failed: ") as failure:
+        partial_study.run_study(CONFIG, [0, 1, 2, 3, 6], None, str(out), baseline_random_init=True, seeds=[0],
                                 jobs=2)
     assert "random k=1 epochs=None seed=0 (exit 3; " in str(failure.value)
     assert "random k=2 epochs=None seed=0 (exit 0 without a result.json; " in str(failure.value)
+    assert "random k=6 epochs=None seed=0 (" in str(failure.value) and "other settings" in str(failure.value)
+    assert "warning: random k=3 epochs=None seed=0 wrote its result, then exited 1" in capsys.readouterr().out
     with open(out / "study.csv") as f:  # the finished points are reported, in study order
-        assert [(r["k"], r["top1"]) for r in csv.DictReader(f)] == [("0", "90.0"), ("all", "90.0")]
+        assert [(r["k"], r["top1"]) for r in csv.DictReader(f)] == [("0", "90.0"), ("3", "93.0")]
     assert not (out / "random_k1_s0" / "result.json").exists()  # a rerun trains the failed points again
+
+
+GPU_CHILD = """
+import json, os, sys, time
+spec = json.loads(sys.argv[1])
+open(os.path.join(spec["dir"], "gpu.txt"), "w").write(os.environ["CUDA_VISIBLE_DEVICES"])
+time.sleep(4 if spec["k"] == "all" else 0)
+row = dict(init="random init", k=str(spec["k"]), blocks=0, epochs=None, seed=None, top1=1.0, top5=1.0,
+           train_seconds=1.0, trainable_params=1)
+open(os.path.join(spec["dir"], "result.json"), "w").write(json.dumps(dict(row=row, fingerprint=spec["fingerprint"])))
+"""
+
+
+def test_each_child_takes_the_least_busy_gpu(tmp_path, monkeypatch):
+    partial_study = _fake_children(monkeypatch, GPU_CHILD)
+    monkeypatch.setattr(partial_study, "_visible_gpus", lambda: ["0", "1"])
+    out = tmp_path / "s"
+    partial_study.run_study(CONFIG, [0, 1, 2, "all"], None, str(out), baseline_random_init=True, jobs=2)
+    gpu = {k: (out / f"random_k{k}" / "gpu.txt").read_text() for k in ("all", "2", "1", "0")}
+    # 'all' (started first, the longest) holds GPU 0 throughout; the short points follow each other on GPU 1
+    assert gpu == {"all": "0", "2": "1", "1": "1", "0": "1"}
 
 
 def test_a_stopped_study_reports_what_finished_and_stops_its_children(tmp_path, monkeypatch):
@@ -169,15 +198,47 @@ def test_a_stopped_study_reports_what_finished_and_stops_its_children(tmp_path, 
     assert not (out / "random_k4_s0" / "result.json").exists()
 
 
-def test_children_import_this_checkout_whatever_the_working_directory(tmp_path):
-    """A child runs ``python -c`` with this package first on its path: a different ``mae_backbone`` in the working
-    directory (another checkout) must not be the one that trains."""
-    from mae_backbone.engine.partial_study import _child_command
+@pytest.mark.parametrize("installed_as_site_package", [False, True])
+def test_children_import_this_checkout_whatever_the_working_directory(tmp_path, monkeypatch,
+                                                                      installed_as_site_package):
+    """A child runs ``python -c`` with this package, not the working directory, first on its path: a different
+    ``mae_backbone`` there (another checkout) must not be the one that trains, whether this package is a checkout
+    or sits in site-packages."""
+    import site
+    from pathlib import Path
+    from mae_backbone.engine import partial_study
+    if installed_as_site_package:
+        parent = str(Path(partial_study.__file__).resolve().parents[2])
+        monkeypatch.setattr(site, "getsitepackages", lambda: [parent])
     decoy = tmp_path / "mae_backbone"
     decoy.mkdir()
     (decoy / "__init__.py").write_text("raise ImportError('the decoy checkout was imported')\n")
-    spec = json.dumps(dict(config=str(tmp_path / "no_such_config.py"), cfg_options={}, k=0, ckpt=None,
-                           dir=str(tmp_path / "p"), epochs=None, seed=None, fingerprint={}))
-    proc = subprocess.run(_child_command(spec), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    spec = json.dumps(dict(config=str(tmp_path / "no_such_config.py"), cfg_options="{}", k=0, ckpt=None,
+                           dir=str(tmp_path / "p"), epochs=None, seed=None, fingerprint={}, parent_pid=os.getpid()))
+    command = partial_study._child_command(spec)
+    assert ("del sys.path[0]" in command[2]) == installed_as_site_package
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode != 0 and "decoy" not in proc.stderr
     assert "no_such_config.py" in proc.stderr  # it got as far as reading the config, with the real package
+
+
+def test_a_child_takes_the_stop_signals_back_first(tmp_path):
+    """The study holds SIGTERM / SIGINT while it starts a child, and a mask survives exec: the child's first step
+    takes them back, so a stop sent meanwhile ends it by SIGTERM before it trains (not a kill 10 s later)."""
+    import signal
+    from mae_backbone.engine.partial_study import _child_command, _stop_signals_held
+    spec = json.dumps(dict(config=CONFIG, cfg_options="{}", k=0, ckpt=None, dir=str(tmp_path / "p"), epochs=None,
+                           seed=None, fingerprint={}, parent_pid=os.getpid()))
+    with _stop_signals_held():
+        proc = subprocess.Popen(_child_command(spec), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.terminate()  # arrives while the child still holds it (it is importing)
+    assert proc.wait(timeout=120) == -signal.SIGTERM
+    assert not (tmp_path / "p" / "result.json").exists()
+
+
+def test_a_child_whose_study_is_gone_does_not_train(tmp_path):
+    from mae_backbone.engine.partial_study import _child_command
+    spec = json.dumps(dict(config=CONFIG, cfg_options="{}", k=0, ckpt=None, dir=str(tmp_path / "p"), epochs=None,
+                           seed=None, fingerprint={}, parent_pid=1))  # not its parent
+    proc = subprocess.run(_child_command(spec), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0 and "the study (pid 1) is gone; not training" in proc.stderr

@@ -6,10 +6,11 @@ python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained 
 python tools/partial_finetune_study.py CONFIG --blocks 0 1 2 4 all --pretrained CKPT --seeds 0 1 2
   (every point once per seed: mean +- std in study.md / study_summary.csv, error bars in study.png)
 python tools/partial_finetune_study.py CONFIG ... --jobs 8
-  (8 points at once, each in its own process: small models on one GPU, or one point per core pair on a CPU)
-Writes <work-dir>/study.csv, study.md and study.png; each point keeps its own work dir and log, and a
-rerun skips the points already finished. Stopped (Ctrl-C, SIGTERM from a scheduler's time limit), the study
-writes its report from the points finished so far.
+  (8 points at once, each in its own process, on this machine's GPUs in turn or its cores; not with --launcher)
+Writes <work-dir>/study.csv (every run), study_summary.csv (mean and std over seeds), study.md and study.png;
+each point keeps its own work dir and log, and a rerun skips the points already finished. Stopped by Ctrl-C, or
+by SIGTERM (a scheduler's time limit) when it runs without --launcher, the study writes its report from the points
+finished so far and exits with 128 + the signal number (130, 143).
 """
 import argparse
 import os.path as osp

@@ -7,10 +7,12 @@ point retimed by :func:`~mae_backbone.engine.launch.set_epochs`) and reports the
 """
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -101,8 +103,8 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
     ``epochs``: schedules to try for every k (the paper's search: 50, 100, 200); None runs the config's.
     ``seeds``: one run per seed for every point; None runs the config's seed once.
     ``jobs``: points trained at once, each in its own process on this machine (one GPU holds several small ones);
-    their output goes to ``<point>/point.log``. Interrupted (Ctrl-C, SIGTERM), the study writes its report from
-    the points finished so far before it stops; a rerun trains the rest."""
+    their output goes to ``<point>/point.log``. Interrupted (KeyboardInterrupt; the command line turns SIGTERM into
+    one), the study writes its report from the points finished so far before it stops; a rerun trains the rest."""
     from tqdm import tqdm
     if not pretrained and not baseline_random_init:
         raise ValueError("nothing to compare: pass --pretrained CKPT and/or --baseline-random-init")
@@ -154,20 +156,35 @@ def run_study(config: str, blocks: Sequence[Union[int, str]], pretrained: Option
                 rows[i] = row
         else:
             _run_in_processes(points, pending, rows, int(jobs), depth)
-    except BaseException:  # interrupted or failed: report what finished, then stop
+    except BaseException:  # interrupted or failed: report what finished, then stop with the original error
         if is_main_process():
-            for i in pending:  # a child may have finished its point after the last poll
-                if i not in rows and points[i].done.exists():
-                    rows[i] = points[i].saved_row()
-        if is_main_process() and rows:
-            write_outputs([rows[i] for i in sorted(rows)], out)
-            print(f"study stopped with {len(rows)} of {len(points)} points finished; wrote the report for those "
-                  f"to {out}; a rerun trains the rest", flush=True)
+            _report_partial(points, pending, rows, out)
         raise
     ordered = [rows[i] for i in sorted(rows)]
     if is_main_process():
         write_outputs(ordered, out)
     return ordered
+
+
+def _report_partial(points: List["_Point"], pending: List[int], rows: Dict[int, Dict], out: Path) -> None:
+    """The report of a study that stopped: the points finished so far (also one whose child wrote its result
+    after the last poll). Nothing here may replace the error that stopped the study: its own failures are
+    printed."""
+    for i in pending:
+        if i not in rows and points[i].done.exists():
+            try:
+                rows[i] = points[i].saved_row()
+            except (OSError, ValueError, KeyError):
+                pass  # reported as failed by the loop already
+    if not rows:
+        return
+    try:
+        write_outputs([rows[i] for i in sorted(rows)], out)
+    except Exception as err:  # noqa: BLE001 - the original error matters more
+        print(f"could not write the report of the finished points: {err!r}", flush=True)
+        return
+    print(f"study stopped with {len(rows)} of {len(points)} points finished; wrote the report for those to {out}; "
+          f"a rerun trains the rest", flush=True)
 
 
 class _Point:
@@ -207,70 +224,85 @@ def _run_in_processes(points: List["_Point"], pending: List[int], rows: Dict[int
                       depth: int) -> None:
     """Train the pending points ``jobs`` at a time, each in a child process that writes its own ``result.json``,
     seed by seed and the most expensive first, so an interrupted study has whole seeds rather than a few of each.
-    With several GPUs the children take them in turn. A failed point is reported at the end; the others still
-    run. Stopped, the parent stops its children (and a child whose parent dies stops too)."""
-    import signal
+    With several GPUs each child takes the least busy one. A point counts as finished when its result is on disk
+    (a child that fails after writing it is warned about); a failed point is reported at the end while the others
+    still run. Stopped, the parent stops its children, and a child whose parent dies stops too."""
     import subprocess
     seeds = list(dict.fromkeys(points[i].seed for i in pending))
     queue = sorted(pending, key=lambda i: (seeds.index(points[i].seed), points[i].cost(depth), i))
     env = _child_env(jobs)
     gpus = _visible_gpus()
-    running: Dict[int, tuple] = {}
+    running: Dict[int, tuple] = {}  # index -> (process, log file, start time, GPU id or None)
     failed = []
-    launched = 0
     try:
         while queue or running:
             while queue and len(running) < jobs:
                 i = queue.pop(0)
                 p = points[i]
                 p.dir.mkdir(parents=True, exist_ok=True)
-                spec = dict(config=p.config, cfg_options=p.cfg_options, k=p.k, ckpt=p.ckpt, dir=str(p.dir),
-                            epochs=p.epochs, seed=p.seed, fingerprint=p.fingerprint)
-                child_env = dict(env, CUDA_VISIBLE_DEVICES=gpus[launched % len(gpus)]) if len(gpus) > 1 else env
+                spec = dict(config=p.config, cfg_options=repr(p.cfg_options), k=p.k, ckpt=p.ckpt, dir=str(p.dir),
+                            epochs=p.epochs, seed=p.seed, fingerprint=p.fingerprint, parent_pid=os.getpid())
+                gpu = None
+                if len(gpus) > 1:  # the GPU with the fewest running children
+                    gpu = min(gpus, key=lambda g: (sum(r[3] == g for r in running.values()), gpus.index(g)))
                 log = open(p.dir / "point.log", "w")
-                # a stop signal between the fork and the bookkeeping would leave a child nobody stops
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-                try:
+                with _stop_signals_held():  # a stop between the fork and the bookkeeping would orphan the child
                     proc = subprocess.Popen(_child_command(json.dumps(spec)), stdout=log, stderr=subprocess.STDOUT,
-                                            env=child_env, preexec_fn=_stop_with_parent)
-                    running[i] = (proc, log, time.time())
-                finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-                launched += 1
-                print(f"started {p.label} (log: {p.dir / 'point.log'})", flush=True)
+                                            env=env if gpu is None else dict(env, CUDA_VISIBLE_DEVICES=gpu))
+                    running[i] = (proc, log, time.time(), gpu)
+                print(f"started {p.label}" + ("" if gpu is None else f" on GPU {gpu}") +
+                      f" (log: {p.dir / 'point.log'})", flush=True)
             time.sleep(0.5)
-            for i, (proc, log, t0) in list(running.items()):
+            for i, (proc, log, t0, _) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 log.close()
                 del running[i]
                 p = points[i]
                 try:
-                    if proc.returncode != 0:
-                        raise RuntimeError(f"exit {proc.returncode}")
                     if not p.done.exists():
-                        raise RuntimeError("exit 0 without a result.json")
+                        raise RuntimeError(f"exit {proc.returncode} without a result.json" if proc.returncode == 0
+                                           else f"exit {proc.returncode}")
                     rows[i] = p.saved_row()
                 except (RuntimeError, OSError, ValueError, KeyError) as err:
                     failed.append(f"{p.label} ({err}; {p.dir / 'point.log'})")
                     print(f"FAILED {failed[-1]}", flush=True)
                     continue
+                if proc.returncode:
+                    print(f"warning: {p.label} wrote its result, then exited {proc.returncode} ({p.dir / 'point.log'})",
+                          flush=True)
                 print(f"finished {p.label}: top-1 {rows[i]['top1']:.2f} ({time.time() - t0:.0f} s)", flush=True)
     finally:
-        for proc, _, _ in running.values():  # stopped: the children stop with it, within 10 s
-            proc.terminate()
-        deadline = time.time() + 10
-        for proc, log, _ in running.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
-        if failed and running:
-            print(f"{len(failed)} point(s) had failed before the study stopped: " + "; ".join(failed), flush=True)
+        with _stop_signals_held():  # a second Ctrl-C must not cut the cleanup short
+            for proc, _, _, _ in running.values():  # stopped: the children stop with it, within 10 s
+                proc.terminate()
+            deadline = time.time() + 10
+            for proc, log, _, _ in running.values():
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                log.close()
+            if failed and running:
+                print(f"{len(failed)} point(s) had failed before the study stopped: " + "; ".join(failed), flush=True)
     if failed:
         raise RuntimeError(f"{len(failed)} point(s) failed: " + "; ".join(failed))
+
+
+@contextmanager
+def _stop_signals_held():
+    """SIGINT / SIGTERM wait (pending) until the block ends; where signal masks do not exist, nothing."""
+    import signal
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def _child_env(jobs: int) -> Dict[str, str]:
@@ -293,27 +325,32 @@ def _visible_gpus() -> List[str]:
     return ids or [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _stop_with_parent() -> None:
-    """In the child before exec: unblock the stop signals (blocked in the parent around the fork, and a mask
-    survives exec), and, on Linux, receive SIGTERM when the parent dies (a SIGKILLed study leaves no trainer
-    running on)."""
-    import ctypes
+def _stop_with_parent(parent_pid: Optional[int]) -> None:
+    """First thing in a child: take the stop signals again (the parent held them across the fork, and a mask
+    survives exec; one that arrived meanwhile is delivered now), stop if the parent is already gone, and on Linux
+    receive SIGTERM when it dies (a SIGKILLed study leaves no trainer running on)."""
     import signal
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if parent_pid is None:
+        return
     try:
+        import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent_pid:
+        raise SystemExit(f"the study (pid {parent_pid}) is gone; not training")
 
 
 def _child_command(spec_json: str) -> List[str]:
-    """``python -c`` with this package's own location first on the path (ahead of the working directory, which
-    ``-c`` and ``-m`` put first), so the child imports the code the study runs, whatever is installed or current."""
+    """``python -c`` with this package's own location first on the path instead of the working directory (which
+    ``-c`` puts first), so the child imports the code the study runs, not another checkout where it is started."""
     import site
     import sys
     parent = str(Path(__file__).resolve().parents[2])
     site_dirs = {str(Path(d).resolve()) for d in site.getsitepackages() + [site.getusersitepackages()]}
-    head = "" if parent in site_dirs else f"sys.path.insert(0, {parent!r}); "
+    head = "del sys.path[0]; " if parent in site_dirs else f"sys.path[0] = {parent!r}; "
     code = (f"import sys; {head}from mae_backbone.engine.partial_study import _run_one_point; "
             f"_run_one_point(sys.argv[1])")
     return [sys.executable, "-c", code, spec_json]
@@ -322,8 +359,10 @@ def _child_command(spec_json: str) -> List[str]:
 def _run_one_point(spec_json: str) -> None:
     """A child of :func:`_run_in_processes`: train one point, write its ``result.json`` (atomically)."""
     spec = json.loads(spec_json)
+    _stop_with_parent(spec.get("parent_pid"))
     cfg = Config.fromfile(spec["config"])
-    apply_cfg_options(cfg, spec["cfg_options"])
+    options = spec["cfg_options"]  # repr of the parent's options: tuples stay tuples (JSON would make lists)
+    apply_cfg_options(cfg, ast.literal_eval(options) if isinstance(options, str) else options)
     row = run_point(cfg, spec["k"], spec["ckpt"], Path(spec["dir"]), epochs=spec["epochs"], seed=spec["seed"])
     if spec.get("fingerprint") is not None:
         _write_atomic(Path(spec["dir"]) / "result.json", json.dumps(dict(row=row, fingerprint=spec["fingerprint"])))
