@@ -325,15 +325,13 @@ def _visible_gpus() -> List[str]:
     return ids or [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _stop_with_parent(parent_pid: Optional[int]) -> None:
+def _stop_with_parent(parent_pid: int) -> None:
     """First thing in a child: take the stop signals again (the parent held them across the fork, and a mask
     survives exec; one that arrived meanwhile is delivered now), stop if the parent is already gone, and on Linux
     receive SIGTERM when it dies (a SIGKILLed study leaves no trainer running on)."""
     import signal
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    if parent_pid is None:
-        return
     try:
         import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -359,15 +357,11 @@ def _child_command(spec_json: str) -> List[str]:
 def _run_one_point(spec_json: str) -> None:
     """A child of :func:`_run_in_processes`: train one point, write its ``result.json`` (atomically)."""
     spec = json.loads(spec_json)
-    _stop_with_parent(spec.get("parent_pid"))
+    _stop_with_parent(spec["parent_pid"])
     cfg = Config.fromfile(spec["config"])
-    options = spec["cfg_options"]  # repr of the parent's options: tuples stay tuples (JSON would make lists)
-    apply_cfg_options(cfg, ast.literal_eval(options) if isinstance(options, str) else options)
+    apply_cfg_options(cfg, ast.literal_eval(spec["cfg_options"]))  # a repr: tuples stay tuples (JSON makes lists)
     row = run_point(cfg, spec["k"], spec["ckpt"], Path(spec["dir"]), epochs=spec["epochs"], seed=spec["seed"])
-    if spec.get("fingerprint") is not None:
-        _write_atomic(Path(spec["dir"]) / "result.json", json.dumps(dict(row=row, fingerprint=spec["fingerprint"])))
-    # TEMPORARY (remove with the __main__ block): a study started before this change reads row.json
-    _write_atomic(Path(spec["dir"]) / "row.json", json.dumps(row))
+    _write_atomic(Path(spec["dir"]) / "result.json", json.dumps(dict(row=row, fingerprint=spec["fingerprint"])))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -482,7 +476,3 @@ def plot(summary: List[Dict], path: Path) -> None:
     fig.savefig(path)
     plt.close(fig)
 
-
-if __name__ == "__main__":  # python -m mae_backbone.engine.partial_study SPEC_JSON (one point; see _run_in_processes)
-    import sys
-    _run_one_point(sys.argv[1])
