@@ -27,12 +27,17 @@ def run_study(work_dir, ckpt, blocks=("0", "all"), expect_ok=True):
     return proc.stdout + proc.stderr
 
 
-def test_study_runs_resumes_and_reports(tmp_path):
+def tiny_mae_checkpoint(tmp_path):
+    """An MAE checkpoint of the Fashion-MNIST config's shape (untrained)."""
     torch.manual_seed(0)
     mae = mae_vit_tiny_patch16(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=6, num_heads=3,
                                decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2)
-    ckpt = tmp_path / "mae.pth"
-    torch.save({"model": mae.state_dict()}, ckpt)
+    torch.save({"model": mae.state_dict()}, tmp_path / "mae.pth")
+    return tmp_path / "mae.pth"
+
+
+def test_study_runs_resumes_and_reports(tmp_path):
+    ckpt = tiny_mae_checkpoint(tmp_path)
     out = tmp_path / "study"
     run_study(out, ckpt)
     with open(out / "study.csv") as f:
@@ -77,11 +82,7 @@ def test_bad_block_lists_fail_before_training(tmp_path):
 def test_jobs_run_points_in_child_processes(tmp_path):
     """--jobs 2: each point in its own process (``python -c`` running ``_run_one_point``), its output in
     <point>/point.log; the report lists the points in study order, whatever order they finished in."""
-    torch.manual_seed(0)
-    mae = mae_vit_tiny_patch16(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=6, num_heads=3,
-                               decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2)
-    ckpt = tmp_path / "mae.pth"
-    torch.save({"model": mae.state_dict()}, ckpt)
+    ckpt = tiny_mae_checkpoint(tmp_path)
     out = tmp_path / "study"
     cmd = [sys.executable, os.path.join(ROOT, "tools", "partial_finetune_study.py"), CONFIG, "--blocks", "0", "all",
            "--pretrained", str(ckpt), "--jobs", "2", "--work-dir", str(out), "--cfg-options",
