@@ -20,14 +20,10 @@ from mmengine.logging import print_log
 from torch import nn
 
 from mae_backbone.checkpoint import LoadReport, load_checkpoint
-from mae_backbone.models.factory import ENCODER_SHAPES
+from mae_backbone.models import ARCHS, list_models, resolve_arch
 from mae_backbone.models.pyramid import RescalePyramid
 from mae_backbone.models.vit import PatchEmbed, VisionTransformer
 from mae_backbone.precision import autocast
-
-ARCHS = {"tiny": "tiny_patch16", "small": "small_patch16", "base": "base_patch16",
-         "large": "large_patch16", "huge": "huge_patch14"}
-
 
 AUTOCAST_DTYPES = ("bfloat16",)  # fp16 needs loss scaling, which a module autocasting its own forward cannot do
 
@@ -53,12 +49,13 @@ def _arch_shape(arch: Union[str, Dict]) -> Dict:
         if missing:
             raise ValueError(f"a custom arch dict needs embed_dim, depth and num_heads (missing {sorted(missing)})")
         return dict(arch)
-    key = ARCHS.get(arch, arch[len("vit_"):] if arch.startswith("vit_") else arch)
-    if key not in ENCODER_SHAPES:
-        raise ValueError(f"unknown arch {arch!r}; use one of {sorted(ARCHS)} / "
-                         f"{['vit_' + k for k in ENCODER_SHAPES]} or dict(embed_dim=, depth=, num_heads=)")
-    p, d, n, h = ENCODER_SHAPES[key]
-    return dict(patch_size=p, embed_dim=d, depth=n, num_heads=h)
+    try:
+        a = resolve_arch(arch)
+    except ValueError:
+        raise ValueError(f"unknown arch {arch!r}; use one of {sorted(n.split('_')[0] for n in ARCHS)} / "
+                         f"{[n for n in list_models() if not n.startswith('mae_')]} or "
+                         f"dict(embed_dim=, depth=, num_heads=)") from None
+    return dict(patch_size=a.patch_size, embed_dim=a.embed_dim, depth=a.depth, num_heads=a.num_heads)
 
 
 # mmseg / mmpretrain backbone argument names -> ours, so a stock config (e.g. mmseg's

@@ -27,7 +27,7 @@ from .checkpoint import convert_state_dict, load_checkpoint, read_checkpoint
 from .data.datasets import ImageFolder, open_image
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from .inference import infer_encoder_kwargs, saved_spec
-from .models import ENCODER_SHAPES, VisionTransformer
+from .models import VisionTransformer, resolve_arch
 from .precision import autocast
 
 logger = logging.getLogger(__name__)
@@ -46,10 +46,13 @@ def build_encoder(src, img_size: Optional[int] = None) -> Tuple[VisionTransforme
     ckpt = read_checkpoint(src) if not isinstance(src, dict) else src
     arch, kwargs, norm = saved_spec(ckpt)
     sd, _ = convert_state_dict(ckpt, "auto")
-    key = (arch or "").replace("mae_", "", 1).replace("vit_", "", 1)
-    kw = infer_encoder_kwargs(sd, warn=key not in ENCODER_SHAPES and "num_heads" not in (kwargs or {}))
-    if key in ENCODER_SHAPES:  # our run's preset: its head count (weights cannot tell)
-        kw["num_heads"] = ENCODER_SHAPES[key][3]
+    try:
+        preset = resolve_arch(arch) if arch else None
+    except ValueError:
+        preset = None
+    kw = infer_encoder_kwargs(sd, warn=preset is None and "num_heads" not in (kwargs or {}))
+    if preset is not None:  # our run's preset: its head count (weights cannot tell)
+        kw["num_heads"] = preset.num_heads
     accepted = set(inspect.signature(VisionTransformer.__init__).parameters) - {"self"}
     kw.update({k: v for k, v in (kwargs or {}).items() if k in accepted})  # the run's overrides the encoder takes
     dim = kw["embed_dim"]

@@ -10,7 +10,7 @@ import torch
 from .checkpoint import LoadReport, convert_state_dict, load_checkpoint
 from .data.datasets import open_image
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, images_to_batch
-from .models import ENCODER_SHAPES, MaskedAutoencoder, create_model
+from .models import MaskedAutoencoder, arch_of_shape, create_model
 
 logger = logging.getLogger(__name__)
 Norm = Tuple[Tuple[float, ...], Tuple[float, ...]]
@@ -36,7 +36,8 @@ def infer_encoder_kwargs(sd: Mapping[str, torch.Tensor], warn: bool = True) -> d
         raise ValueError("not an encoder checkpoint: it has no patch_embed.proj.weight / pos_embed")
     embed_dim, in_chans, p, _ = sd["patch_embed.proj.weight"].shape
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
-    heads = next((h for (pp, d, n, h) in ENCODER_SHAPES.values() if (pp, d, n) == (p, embed_dim, depth)), None)
+    preset = arch_of_shape(p, embed_dim, depth)
+    heads = preset.num_heads if preset else None
     if heads is None:
         heads = max(1, embed_dim // 64)
         if warn:

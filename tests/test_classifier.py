@@ -43,5 +43,5 @@ def test_linear_probe_head_is_bn_without_affine():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="global_pool"):
         ViTClassifier(num_classes=3, global_pool="max", img_size=32, depth=1)
-    with pytest.raises(ValueError, match="unknown encoder preset"):
+    with pytest.raises(ValueError, match="unknown architecture .vit_gigantic_patch3."):
         create_classifier("vit_gigantic_patch3", 10)

@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 
-from mae_backbone.models import create_model, get_2d_sincos_pos_embed, vit_small_patch16, vit_tiny_patch16
+from mae_backbone.models import create_model, get_2d_sincos_pos_embed, list_models, vit_small_patch16, vit_tiny_patch16
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,24 @@ def test_bad_input_messages(shape, msg):
 def test_unknown_preset_lists_valid_ones():
     with pytest.raises(ValueError, match="valid presets: .*vit_base_patch16"):
         create_model("vit_gigantic_patch3")
+
+
+def test_one_architecture_table_with_its_aliases():
+    """Every name of a shape resolves to the one table entry; the presets are plain functions built from it; the
+    shape behind weights (patch, width, depth) finds its preset; a wrong name lists the valid ones."""
+    import inspect
+
+    from mae_backbone.models import ARCHS, arch_of_shape, create_classifier, factory, resolve_arch
+    for alias in ("b", "base", "base_patch16", "vit_base_patch16", "mae_vit_base_patch16"):
+        assert resolve_arch(alias) is ARCHS["base_patch16"]
+    assert resolve_arch("h").patch_size == 14 and resolve_arch("large").depth == 24
+    for name in list_models():
+        fn = getattr(factory, name)
+        assert inspect.isfunction(fn) and fn.__name__ == name and fn.__module__ == factory.__name__
+    assert arch_of_shape(16, 1024, 24) is ARCHS["large_patch16"] and arch_of_shape(16, 1024, 12) is None
+    assert create_classifier("s", 10).blocks[0].attn.num_heads == 6
+    with pytest.raises(ValueError, match="unknown architecture 'xl'; valid: .*base.*vit_base_patch16"):
+        resolve_arch("xl")
 
 
 def test_presets_have_official_shapes():

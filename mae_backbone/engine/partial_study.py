@@ -21,7 +21,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ..models import ENCODER_SHAPES
+from ..models import resolve_arch
 from .launch import apply_cfg_options, build_runner, init_distributed, set_epochs
 
 FIELDS = ("init", "k", "blocks", "epochs", "seed", "top1", "top5", "train_seconds", "trainable_params")
@@ -55,12 +55,12 @@ class _LastValMetrics(Hook):
 
 def encoder_depth(cfg: Config) -> int:
     """Depth of the classifier a config builds (its override, else the preset's)."""
-    arch = cfg.model.arch
     if cfg.model.get("depth"):
         return int(cfg.model.depth)
-    if arch[len("vit_"):] not in ENCODER_SHAPES:
-        raise ValueError(f"unknown encoder preset {arch!r} in {cfg.filename}")
-    return ENCODER_SHAPES[arch[len("vit_"):]][2]
+    try:
+        return resolve_arch(cfg.model.arch).depth
+    except ValueError as err:
+        raise ValueError(f"{cfg.filename}: {err}") from None
 
 
 def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_dir: Path,
