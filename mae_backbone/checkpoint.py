@@ -55,19 +55,36 @@ def _abbrev(keys: Sequence[str], limit: int = 8) -> List[str]:
 
 
 # --------------------------------------------------------------------------- reading
+# Hooks the layers above install (this module imports nothing above it): ``mae_backbone.weights`` turns names and
+# URLs into local files; ``mae_backbone.engine`` allow-lists what mmengine pickles into its training checkpoints.
+_SOURCE_RESOLVER: Optional[Callable[[Union[str, os.PathLike]], Path]] = None
+_ALLOWLIST_PROVIDERS: List[Callable[[], bool]] = []
+
+
+def register_source_resolver(resolver: Callable[[Union[str, os.PathLike]], Path]) -> None:
+    """``resolver(src) -> local path`` for every checkpoint source (names, URLs, paths)."""
+    global _SOURCE_RESOLVER
+    _SOURCE_RESOLVER = resolver
+
+
+def register_allowlist_provider(provider: Callable[[], bool]) -> None:
+    """``provider()`` registers more weights-only safe globals when a file is refused; True if it added any
+    (the read is then tried again)."""
+    _ALLOWLIST_PROVIDERS.append(provider)
+
+
 def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     """Read a ``.pth``/``.pt``/``.bin`` (``weights_only=True``) or ``.safetensors`` file: a path, an official name
-    (``mae_pretrain_vit_base``) or an ``http(s)://`` / ``file://`` URL (downloaded once and verified,
-    :mod:`mae_backbone.weights`)."""
-    from .weights import resolve_checkpoint
-    path = resolve_checkpoint(path)
+    (``mae_pretrain_vit_base``) or an ``http(s)://`` / ``file://`` URL (downloaded once and verified, by the
+    resolver :mod:`mae_backbone.weights` registers)."""
+    path = _SOURCE_RESOLVER(path) if _SOURCE_RESOLVER is not None else Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "mmengine." in str(e) and _allow_mmengine_globals():
+        if "mmengine." in str(e) and any([provider() for provider in _ALLOWLIST_PROVIDERS]):
             return read_checkpoint(path)  # an mmengine training checkpoint: retry with its allow-list
         detail = next((ln.strip() for ln in str(e).splitlines()
                        if any(w in ln for w in ("GLOBAL", "reduce", "refused getattr"))), str(e).splitlines()[0])
@@ -76,22 +93,6 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
             f"({detail}). If the file is trusted and comes from a training framework, "
             f"allow-list its classes with torch.serialization.add_safe_globals; never load untrusted "
             f"files with weights_only=False.") from e
-
-
-_mmengine_allowed = False
-
-
-def _allow_mmengine_globals() -> bool:
-    """Register the engine's allow-list for mmengine checkpoint classes; True if newly registered."""
-    global _mmengine_allowed
-    if _mmengine_allowed:
-        return False
-    try:
-        from .engine import serialization  # noqa: F401  (registers on import)
-    except ImportError:  # mmengine not installed: nothing to allow
-        return False
-    _mmengine_allowed = True
-    return True
 
 
 def unwrap(ckpt: Mapping) -> Tuple[StateDict, Optional[str]]:

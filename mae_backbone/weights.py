@@ -267,7 +267,10 @@ def load_pretrained(model: torch.nn.Module, preset: str, pretrained: Union[bool,
 
 
 def _register() -> None:
-    from .models import factory  # the pure-torch layer below: it calls back through this loader
+    """The layers below call back through these: checkpoint sources (names, URLs) and presets' ``pretrained=``."""
+    from . import checkpoint
+    from .models import factory
+    checkpoint.register_source_resolver(resolve_checkpoint)
     factory.register_pretrained_loader(load_pretrained)
 
 
