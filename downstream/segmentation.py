@@ -11,8 +11,9 @@ from typing import Optional
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from torch import nn
+
+from mae_backbone.engine.hooks import bare_model
 
 
 class CheckSegLabels(BaseTransform):
@@ -45,7 +46,7 @@ class SegClassCountCheckHook(Hook):
     """Before training / validation / testing: the heads' ``num_classes`` must equal the dataset's class count."""
 
     def _check(self, runner, loader) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = bare_model(runner.model)
         dataset = getattr(loader, "dataset", None)
         classes: Optional[tuple] = getattr(dataset, "metainfo", {}).get("classes") if dataset is not None else None
         if classes is None:

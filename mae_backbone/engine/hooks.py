@@ -25,8 +25,13 @@ from .fsdp import full_state_dict, is_fsdp
 logger = logging.getLogger(__name__)
 
 
+def bare_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP / FSDP wrapper (mmengine's ``model.module``), or the model itself."""
+    return model.module if is_model_wrapper(model) else model
+
+
 def unwrap_mae(runner):
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = bare_model(runner.model)
     return getattr(model, "model", model)
 
 
@@ -108,7 +113,7 @@ class ModelSpecHook(Hook):
     priority = "LOW"
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = bare_model(runner.model)
         if callable(getattr(model, "model_spec", None)):
             checkpoint.setdefault("meta", {})["model_spec"] = model.model_spec()
 
@@ -213,7 +218,7 @@ class ReplicaCheckHook(Hook):
         """Compare all ranks' weights after ``done_iters`` iterations; raise on any difference."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = bare_model(runner.model)
         mine = self.tensor_digests(model)
         overall = hashlib.sha256("".join(mine.values()).encode()).hexdigest()
         digests = [None] * dist.get_world_size()
@@ -278,7 +283,7 @@ def _model_device(model: torch.nn.Module) -> Optional[torch.device]:
 def check_mmcv_ops(model: torch.nn.Module) -> None:
     """Refuse a model on CUDA that runs mmcv's ops when the installed mmcv was compiled without CUDA kernels
     (it would fail inside the first iteration, in RoIAlign or NMS)."""
-    model = model.module if is_model_wrapper(model) else model
+    model = bare_model(model)
     device = _model_device(model)
     if device is None or device.type != "cuda" or not mmcv_ops_needed(model):
         return

@@ -6,9 +6,7 @@ import math
 from contextlib import contextmanager
 from typing import Optional
 
-import torch
 
-from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.optim.scheduler import CosineAnnealingLR
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS
@@ -17,6 +15,7 @@ from torch import nn
 
 from ..param_groups import DEFAULT_WEIGHT_DECAY_RULE, WEIGHT_DECAY_RULES, check_weight_decay_rule, param_groups
 from ..precision import canonical_name, resolve_precision
+from .hooks import bare_model
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model: nn.Module):
-        model = model.module if is_model_wrapper(model) else model
+        model = bare_model(model)
         paramwise = dict(self.paramwise_cfg or {})
         unknown = set(paramwise) - {"layer_decay", "weight_decay_rule"}
         if unknown:

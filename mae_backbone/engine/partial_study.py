@@ -19,9 +19,9 @@ from typing import Dict, List, Optional, Sequence, Union
 from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from ..models import resolve_arch
+from .hooks import bare_model
 from .launch import apply_cfg_options, build_runner, init_distributed, set_epochs
 
 FIELDS = ("init", "k", "blocks", "epochs", "seed", "top1", "top5", "train_seconds", "trainable_params")
@@ -85,7 +85,7 @@ def run_point(cfg: Config, k: Union[int, str], pretrained: Optional[str], work_d
     runner.train()
     seconds = time.time() - t0
     metrics = last_val.metrics or runner.val_loop.run()
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = bare_model(runner.model)
     depth = model.model.depth
     return dict(init="MAE" if pretrained else "random init", k=str(k), blocks=depth if k == "all" else int(k),
                 epochs=int(cfg.train_cfg.max_epochs), seed=(cfg.get("randomness") or {}).get("seed", ""),
