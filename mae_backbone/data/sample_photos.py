@@ -12,28 +12,27 @@ from typing import Callable, Dict, List
 import numpy as np
 from PIL import Image
 
+from .offline_io import require
+
 logger = logging.getLogger(__name__)
 
 
 def _skimage(name: str, index=None) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        import skimage.data
-        img = getattr(skimage.data, name)()
+        img = getattr(require("skimage.data", "the bundled sample photos"), name)()
         return img[index] if index is not None else img
     return load
 
 
 def _sklearn(index: int) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_images
-        return load_sample_images().images[index]
+        return require("sklearn.datasets", "the bundled sample photos").load_sample_images().images[index]
     return load
 
 
 def _pywt(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        import pywt.data
-        return np.clip(getattr(pywt.data, name)(), 0, 255).astype(np.uint8)
+        return np.clip(getattr(require("pywt.data", "the bundled sample photos"), name)(), 0, 255).astype(np.uint8)
     return load
 
 
