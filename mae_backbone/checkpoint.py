@@ -13,13 +13,13 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
+from .files import atomic_write
 from .models.pos_embed import get_2d_sincos_pos_embed, is_sincos_table, resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -322,24 +322,8 @@ def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], str
 
 # --------------------------------------------------------------------------- writing
 def save_checkpoint(obj: Mapping, path: Union[str, os.PathLike]) -> Path:
-    """Atomically write ``obj`` with ``torch.save`` (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(obj), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Atomically write ``obj`` with ``torch.save`` (:func:`mae_backbone.files.atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(dict(obj), f))
 
 
 ENCODER_PREFIXES = ("cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.")

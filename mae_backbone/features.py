@@ -27,6 +27,7 @@ from .checkpoint import convert_state_dict, load_checkpoint, read_checkpoint
 from .data.datasets import ImageFolder, open_image
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from .inference import infer_encoder_kwargs, saved_spec
+from .files import atomic_write
 from .models import VisionTransformer, resolve_arch
 from .precision import autocast
 
@@ -183,9 +184,7 @@ def extract(encoder: VisionTransformer, images: Union[Dataset, str, Sequence[str
             f, y, p = _run(encoder, Subset(images, range(start, min(n, start + chunk_size))), pool, layers,
                            batch_size, device, precision, mean, std, num_workers)
             if part is not None:
-                tmp = part.with_suffix(".tmp")
-                torch.save(dict(features=f, labels=y, paths=p), tmp)
-                os.replace(tmp, part)
+                atomic_write(part, lambda fh: torch.save(dict(features=f, labels=y, paths=p), fh))
         feats.append(f)
         labels.append(y)
         paths += p

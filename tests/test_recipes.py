@@ -277,7 +277,7 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
         return dict(init="MAE", k=str(k), blocks=k, epochs=cfg.train_cfg.max_epochs, seed=seed, top1=top1,
                     top5=99.0, train_seconds=1.0, trainable_params=10 * (k + 1))
     monkeypatch.setattr(partial_study, "run_point", fake_point)
-    monkeypatch.setattr(partial_study, "plot", lambda rows, path: path.write_text(repr(rows)))
+    monkeypatch.setattr(partial_study, "plot", lambda rows, f: f.write(repr(rows).encode()))
     ckpt = tmp_path / "mae.pth"
     ckpt.write_bytes(b"not read by the stub")
     config = osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-partial_8xb128_in1k.py")
@@ -316,10 +316,7 @@ def test_partial_study_runs_each_point_per_seed_and_reports_the_spread(tmp_path,
                     top1=top1, top5=99.0, train_seconds=1.0, trainable_params=10)
     plotted = []
     monkeypatch.setattr(partial_study, "run_point", fake_point)
-    def fake_plot(summary, path):
-        plotted.append(summary)
-        open(path, "wb").close()
-    monkeypatch.setattr(partial_study, "plot", fake_plot)
+    monkeypatch.setattr(partial_study, "plot", lambda summary, f: plotted.append(summary))
     ckpt = tmp_path / "mae.pth"
     ckpt.write_bytes(b"not read by the stub")
     config = osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-partial_8xb128_in1k.py")

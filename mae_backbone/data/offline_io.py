@@ -3,46 +3,25 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Dict
 
 import numpy as np
 from PIL import Image
 
+from ..files import atomic_write, atomic_write_text
+
 JPEG_QUALITY = 95
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the dataset should be readable like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_jpeg(path: Path, rgb: np.ndarray) -> None:
     """JPEG quality 95 with 4:4:4 chroma: object edges stay sharp, mean error about one grey level."""
-    atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="JPEG", quality=JPEG_QUALITY,
-                                                              subsampling=0))
+    atomic_write(path, lambda f: Image.fromarray(rgb).save(f, format="JPEG", quality=JPEG_QUALITY, subsampling=0))
 
 
 def write_json(path: Path, obj: Dict[str, object]) -> None:
     """Compact, key-sorted ASCII JSON (byte-identical across runs)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
-    atomic_write(path, write)
+    atomic_write_text(path, json.dumps(obj, sort_keys=True, separators=(",", ":")))  # ensure_ascii: ASCII
 
 
 def require(module: str, purpose: str):

@@ -20,6 +20,7 @@ from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
+from ..files import atomic_write, atomic_write_text
 from ..models import resolve_arch
 from .hooks import bare_model
 from .launch import apply_cfg_options, build_runner, init_distributed, set_epochs
@@ -365,9 +366,7 @@ def _run_one_point(spec_json: str) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _rank0_says(flag: bool) -> bool:
@@ -449,14 +448,12 @@ def write_outputs(rows: List[Dict], out: Path) -> None:
     if len(best) < len(summary):
         lines += ["", "Best schedule per k (the paper's protocol, appendix A.1):", ""] + _summary_table(best)
     _write_atomic(out / "study.md", "\n".join(lines) + "\n")
-    tmp = out / "study.tmp.png"
-    plot(best, tmp)
-    os.replace(tmp, out / "study.png")
+    atomic_write(out / "study.png", lambda f: plot(best, f))
 
 
-def plot(summary: List[Dict], path: Path) -> None:
-    """Figure-9-style plot: x = number of fine-tuned blocks, y = mean top-1 with std error bars over the seeds, one
-    line per initialisation."""
+def plot(summary: List[Dict], path) -> None:
+    """Figure-9-style plot into ``path`` (a file name or a binary file; PNG): x = number of fine-tuned blocks, y =
+    mean top-1 with std error bars over the seeds, one line per initialisation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -473,6 +470,6 @@ def plot(summary: List[Dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
