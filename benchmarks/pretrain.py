@@ -56,7 +56,7 @@ def build_pretrain_step(arch: str = "mae_vit_base_patch16", batch: int = 8, dtyp
         if impl == "hf":
             model = hf_twin(model, mask_ratio)
         else:
-            from benchmarks.peers import mmpretrain_twin  # mm* imports live in downstream/
+            from benchmarks.peers import mmpretrain_twin  # the peer lives in benchmarks/peers.py
             model = mmpretrain_twin(model, mask_ratio)
     model = model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95),

@@ -3,21 +3,19 @@ partial file behind)."""
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(f)`` on a binary temporary file beside ``path`` (same filesystem), flush it to disk, then
-    move it into place with the usual permissions (mkstemp's are 0600)."""
+    move it into place; the file gets the usual permissions (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

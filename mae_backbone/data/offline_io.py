@@ -24,10 +24,15 @@ def write_json(path: Path, obj: Dict[str, object]) -> None:
     atomic_write_text(path, json.dumps(obj, sort_keys=True, separators=(",", ":")))  # ensure_ascii: ASCII
 
 
+_PIP_NAMES = {"skimage": "scikit-image", "sklearn": "scikit-learn", "pywt": "PyWavelets", "imgviz": "imgviz",
+              "pycocotools": "pycocotools"}  # the [offline] extra of setup.cfg
+
+
 def require(module: str, purpose: str):
     """Import an optional dependency of the offline sample data, or say which extra installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(f"{purpose} needs {module.split('.')[0]}: pip install 'mae-backbone[offline]' "
-                          f"(scikit-image, scikit-learn, PyWavelets, imgviz)") from err
+        top = module.split(".")[0]
+        raise ImportError(f"{purpose} needs {_PIP_NAMES.get(top, top)}: pip install 'mae-backbone[offline]' "
+                          f"({', '.join(_PIP_NAMES.values())})") from err

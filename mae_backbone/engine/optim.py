@@ -6,7 +6,6 @@ import math
 from contextlib import contextmanager
 from typing import Optional
 
-
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.optim.scheduler import CosineAnnealingLR
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS
