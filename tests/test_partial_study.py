@@ -80,7 +80,7 @@ def test_bad_block_lists_fail_before_training(tmp_path):
 
 
 def test_jobs_run_points_in_child_processes(tmp_path):
-    """--jobs 2: each point in its own process (``python -c`` running ``_run_one_point``), its output in
+    """--jobs 2: each point in its own process (``python -c`` running ``study_children.run_one_point``), its output in
     <point>/point.log; the report lists the points in study order, whatever order they finished in."""
     ckpt = tiny_mae_checkpoint(tmp_path)
     out = tmp_path / "study"
@@ -99,8 +99,8 @@ def test_jobs_run_points_in_child_processes(tmp_path):
 
 def _fake_children(monkeypatch, script):
     """Replace the training child by ``script`` (gets the point's JSON spec as argv[1])."""
-    from mae_backbone.engine import partial_study
-    monkeypatch.setattr(partial_study, "_child_command", lambda spec: [sys.executable, "-c", script, spec])
+    from mae_backbone.engine import partial_study, study_children
+    monkeypatch.setattr(study_children, "_child_command", lambda spec: [sys.executable, "-c", script, spec])
     return partial_study
 
 
@@ -156,7 +156,8 @@ open(os.path.join(spec["dir"], "result.json"), "w").write(json.dumps(dict(row=ro
 
 def test_each_child_takes_the_least_busy_gpu(tmp_path, monkeypatch):
     partial_study = _fake_children(monkeypatch, GPU_CHILD)
-    monkeypatch.setattr(partial_study, "_visible_gpus", lambda: ["0", "1"])
+    from mae_backbone.engine import study_children
+    monkeypatch.setattr(study_children, "_visible_gpus", lambda: ["0", "1"])
     out = tmp_path / "s"
     partial_study.run_study(CONFIG, [0, 1, 2, "all"], None, str(out), baseline_random_init=True, jobs=2)
     gpu = {k: (out / f"random_k{k}" / "gpu.txt").read_text() for k in ("all", "2", "1", "0")}
@@ -207,16 +208,16 @@ def test_children_import_this_checkout_whatever_the_working_directory(tmp_path, 
     or sits in site-packages."""
     import site
     from pathlib import Path
-    from mae_backbone.engine import partial_study
+    from mae_backbone.engine import study_children
     if installed_as_site_package:
-        parent = str(Path(partial_study.__file__).resolve().parents[2])
+        parent = str(Path(study_children.__file__).resolve().parents[2])
         monkeypatch.setattr(site, "getsitepackages", lambda: [parent])
     decoy = tmp_path / "mae_backbone"
     decoy.mkdir()
     (decoy / "__init__.py").write_text("raise ImportError('the decoy checkout was imported')\n")
     spec = json.dumps(dict(config=str(tmp_path / "no_such_config.py"), cfg_options="{}", k=0, ckpt=None,
                            dir=str(tmp_path / "p"), epochs=None, seed=None, fingerprint={}, parent_pid=os.getpid()))
-    command = partial_study._child_command(spec)
+    command = study_children._child_command(spec)
     assert ("del sys.path[0]" in command[2]) == installed_as_site_package
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode != 0 and "decoy" not in proc.stderr
@@ -227,7 +228,7 @@ def test_a_child_takes_the_stop_signals_back_first(tmp_path):
     """The study holds SIGTERM / SIGINT while it starts a child, and a mask survives exec: the child's first step
     takes them back, so a stop sent meanwhile ends it by SIGTERM before it trains (not a kill 10 s later)."""
     import signal
-    from mae_backbone.engine.partial_study import _child_command, _stop_signals_held
+    from mae_backbone.engine.study_children import _child_command, _stop_signals_held
     spec = json.dumps(dict(config=CONFIG, cfg_options="{}", k=0, ckpt=None, dir=str(tmp_path / "p"), epochs=None,
                            seed=None, fingerprint={}, parent_pid=os.getpid()))
     with _stop_signals_held():
@@ -238,7 +239,7 @@ def test_a_child_takes_the_stop_signals_back_first(tmp_path):
 
 
 def test_a_child_whose_study_is_gone_does_not_train(tmp_path):
-    from mae_backbone.engine.partial_study import _child_command
+    from mae_backbone.engine.study_children import _child_command
     spec = json.dumps(dict(config=CONFIG, cfg_options="{}", k=0, ckpt=None, dir=str(tmp_path / "p"), epochs=None,
                            seed=None, fingerprint={}, parent_pid=1))  # not its parent
     proc = subprocess.run(_child_command(spec), capture_output=True, text=True, timeout=300, cwd=ROOT)

@@ -264,7 +264,7 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
     """--epochs 50 100 200: every k trained for each schedule (retimed config), the best per k reported, as the
     paper's appendix A.1 chose; finished points are skipped on a rerun. Training is replaced by a stub that
     reads the schedule the point was given."""
-    from mae_backbone.engine import partial_study
+    from mae_backbone.engine import partial_study, study_report
     seen = []
 
     def fake_point(cfg, k, pretrained, work_dir, launcher="none", epochs=None, seed=None):
@@ -277,7 +277,7 @@ def test_partial_study_searches_the_schedule_per_k(tmp_path, monkeypatch):
         return dict(init="MAE", k=str(k), blocks=k, epochs=cfg.train_cfg.max_epochs, seed=seed, top1=top1,
                     top5=99.0, train_seconds=1.0, trainable_params=10 * (k + 1))
     monkeypatch.setattr(partial_study, "run_point", fake_point)
-    monkeypatch.setattr(partial_study, "plot", lambda rows, f: f.write(repr(rows).encode()))
+    monkeypatch.setattr(study_report, "plot", lambda rows, f: f.write(repr(rows).encode()))
     ckpt = tmp_path / "mae.pth"
     ckpt.write_bytes(b"not read by the stub")
     config = osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-partial_8xb128_in1k.py")
@@ -306,7 +306,7 @@ def test_partial_study_runs_each_point_per_seed_and_reports_the_spread(tmp_path,
     and study.md, error bars in the plot; a rerun skips the finished runs."""
     import csv
 
-    from mae_backbone.engine import partial_study
+    from mae_backbone.engine import partial_study, study_report
     seen = []
 
     def fake_point(cfg, k, pretrained, work_dir, launcher="none", epochs=None, seed=None):
@@ -316,7 +316,7 @@ def test_partial_study_runs_each_point_per_seed_and_reports_the_spread(tmp_path,
                     top1=top1, top5=99.0, train_seconds=1.0, trainable_params=10)
     plotted = []
     monkeypatch.setattr(partial_study, "run_point", fake_point)
-    monkeypatch.setattr(partial_study, "plot", lambda summary, f: plotted.append(summary))
+    monkeypatch.setattr(study_report, "plot", lambda summary, f: plotted.append(summary))
     ckpt = tmp_path / "mae.pth"
     ckpt.write_bytes(b"not read by the stub")
     config = osp.join(ROOT, "configs", "classification", "vit-base-p16_mae-partial_8xb128_in1k.py")
