@@ -63,12 +63,33 @@ def test_test_tool_refuses_show_without_a_display_and_a_non_pickle_out(tmp_path,
         test.main([DET, str(tmp_path / "missing.pth")])
 
 
-def test_dist_and_slurm_test_launchers_call_test_py():
-    for name, args in (("dist_test.sh", "CONFIG CHECKPOINT NGPUS"), ("slurm_test.sh", "PARTITION JOB_NAME CONFIG CHECKPOINT")):
-        text = open(osp.join(ROOT, "tools", name)).read()
-        assert os.access(osp.join(ROOT, "tools", name), os.X_OK) and args in text and '/test.py" "$CONFIG" "$CHECKPOINT"' in text
-    run = subprocess.run(["bash", "-n", osp.join(ROOT, "tools", "dist_test.sh")], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+def test_dist_and_slurm_launchers_call_the_tools(tmp_path):
+    """The four launchers, run with a stand-in python (and srun) that prints its command line: torchrun or srun
+    around train.py / test.py with the config, the checkpoint or work dir, the launcher and the extra flags."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("python", "srun"):
+        (fake / name).write_text('#!/usr/bin/env bash\necho "' + name + ' $*"\n')
+        (fake / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", PYTHON=str(fake / "python"), GPUS="16")
+    tools = osp.join(ROOT, "tools")
+    assert all(os.access(osp.join(tools, f), os.X_OK) for f in ("dist_train.sh", "dist_test.sh", "slurm_train.sh",
+                                                                 "slurm_test.sh", "launch_dist.sh", "launch_slurm.sh"))
+
+    def launch(script, *args):
+        run = subprocess.run(["bash", osp.join(tools, script), *args], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+    out = launch("dist_train.sh", "C.py", "4", "--amp")
+    assert "-m torch.distributed.run" in out and "--nproc_per_node=4" in out
+    assert out.endswith(f"{tools}/train.py C.py --launcher pytorch --amp")
+    out = launch("dist_test.sh", "C.py", "K.pth", "2", "--out", "r.pkl")
+    assert "--nproc_per_node=2" in out and out.endswith(f"{tools}/test.py C.py K.pth --launcher pytorch --out r.pkl")
+    out = launch("slurm_train.sh", "part", "job", "C.py", "wd")
+    assert out.startswith("srun -p part --job-name=job") and "--ntasks=16" in out and "--cpus-per-task=10" in out
+    assert out.endswith(f"{tools}/train.py C.py --work-dir wd --launcher slurm")
+    out = launch("slurm_test.sh", "part", "job", "C.py", "K.pth", "--show-dir", "vis")
+    assert "--cpus-per-task=5" in out and out.endswith(f"{tools}/test.py C.py K.pth --launcher slurm --show-dir vis")
 
 
 def test_the_official_flag_table_names_real_config_keys():

@@ -6,13 +6,5 @@ set -euo pipefail
 CONFIG=$1
 GPUS=$2
 shift 2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 here=$(cd "$(dirname "$0")" && pwd)
-PY=${PYTHON:-python}
-PYTHONPATH="$here/..:${PYTHONPATH:-}" exec "$PY" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$here/train.py" "$CONFIG" --launcher pytorch "$@"
+exec bash "$here/launch_dist.sh" "$GPUS" "$here/train.py" "$CONFIG" --launcher pytorch "$@"
