@@ -29,7 +29,7 @@ if [ -n "$mae" ] && [ ! -f "$mae" ]; then echo "MAE_CKPT=$mae does not exist" >&
 read -r -a extra <<< "${EXTRA:-}"
 read -r -a pretrain_extra <<< "${PRETRAIN_EXTRA:-}"
 gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
-cores=$($PY -c "import os; print(len(os.sched_getaffinity(0)))")
+cores=$(nproc)  # the cores this process may use
 JOBS=${JOBS:-$([ "$gpu" = 1 ] && echo $(( cores / 3 > 1 ? cores / 3 : 1 )) || echo 1)}
 WORKERS=${WORKERS:-$([ "$gpu" = 1 ] && echo 2 || echo 0)}
 
