@@ -9,18 +9,18 @@
 #    points at once (each its own process), validating every VAL_INTERVAL epochs. Interrupted, it reports the points
 #    finished so far; run it again to train the rest.
 #
-# Environment (defaults): EPOCHS (20), SEEDS ("0 1 2"), JOBS (1 on a CPU; with a GPU, cores / 3), WORKERS
-# (data-loader workers per point: 0 on a CPU, 2 with a GPU), VAL_INTERVAL (5), DATA_ROOT
-# (/usr/share/datasets/fashion-mnist), PYTHON (python), MAE_CKPT (the pretrained checkpoint to start from), EXTRA
-# (more --cfg-options for every point, e.g. "train_dataloader.dataset.limit=6000"; the warm-up stays 20
-# iterations), PRETRAIN_EXTRA (the same for the pretraining). With a GPU the points are bound by their data loading (a 96-d model does little GPU work per
+# Environment (defaults): EPOCHS (20 with a GPU; 1 on a CPU, where 20 would take about 16 hours on 2 cores),
+# SEEDS ("0 1 2"), JOBS (1 on a CPU; with a GPU, cores / 3), WORKERS (data-loader workers per point: 0 on a CPU, 2
+# with a GPU), VAL_INTERVAL (5), DATA_ROOT (/usr/share/datasets/fashion-mnist), PYTHON (python), MAE_CKPT (the
+# pretrained checkpoint to start from), EXTRA (more --cfg-options for every point, e.g.
+# "train_dataloader.dataset.limit=6000"; the warm-up stays 20 iterations), PRETRAIN_EXTRA (the same for the
+# pretraining). With a GPU the points are bound by their data loading (a 96-d model does little GPU work per
 # image): keep JOBS x (WORKERS + 1) near the number of cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-work_dirs/fmnist_study}
 PY=${PYTHON:-python}
 DATA_ROOT=${DATA_ROOT:-/usr/share/datasets/fashion-mnist}
-EPOCHS=${EPOCHS:-20}
 SEEDS=${SEEDS:-0 1 2}
 VAL_INTERVAL=${VAL_INTERVAL:-5}
 mae=${MAE_CKPT:-}
@@ -29,6 +29,7 @@ if [ -n "$mae" ] && [ ! -f "$mae" ]; then echo "MAE_CKPT=$mae does not exist" >&
 read -r -a extra <<< "${EXTRA:-}"
 read -r -a pretrain_extra <<< "${PRETRAIN_EXTRA:-}"
 gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
+EPOCHS=${EPOCHS:-$([ "$gpu" = 1 ] && echo 20 || echo 1)}
 cores=$(nproc)  # the cores this process may use
 JOBS=${JOBS:-$([ "$gpu" = 1 ] && echo $(( cores / 3 > 1 ? cores / 3 : 1 )) || echo 1)}
 WORKERS=${WORKERS:-$([ "$gpu" = 1 ] && echo 2 || echo 0)}
