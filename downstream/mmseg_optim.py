@@ -1,13 +1,20 @@
-"""mmseg's layer-decay optimizer constructors, taught the ``layer_id()`` of ``MAEViT``.
+"""mmseg's layer-decay optimizer constructors, taught the ``layer_id()`` of ``MAEViT``, under names of their own.
 
 mmseg's stock BEiT / MAE configs name ``constructor='LayerDecayOptimizerConstructor'`` with
 ``paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.65)``. mmseg assigns layers by parameter name
-(``backbone.layers.N``); our blocks are ``backbone.blocks.N``, so the stock rule would put every block in
-the top layer (lr scale 1) and only the patch embedding and position table at 0.65^13, silently. These
-subclasses, registered over mmseg's names when ``downstream`` is imported, hand a model whose backbone is
-an ``MAEViT`` to :func:`mae_backbone.param_groups.param_groups` (the same grouping as
-``LayerDecayOptimWrapperConstructor``: block i at ``rate ** (depth - i)``, patch embedding / position
-table at ``rate ** (depth + 1)``, heads and neck at 1); any other backbone keeps mmseg's own rule unchanged.
+(``backbone.layers.N``); our blocks are ``backbone.blocks.N``, so mmseg's rule would put every block in the
+top layer (lr scale 1) and only the patch embedding and position table at 0.65^13, silently.
+
+``MAEViTLayerDecayOptimizerConstructor`` (mmseg's ``LayerDecayOptimizerConstructor``: ``layer_decay_rate``) and
+``MAEViTLearningRateDecayOptimizerConstructor`` (mmseg's ``LearningRateDecayOptimizerConstructor``:
+``decay_rate``, ``decay_type='layer_wise'``) take the same ``paramwise_cfg`` as mmseg's and are registered in
+mmseg's ``OPTIM_WRAPPER_CONSTRUCTORS`` under these names when ``downstream`` is imported; mmseg's own names
+keep mmseg's classes. A model whose backbone is an ``MAEViT`` goes to
+:func:`mae_backbone.param_groups.param_groups` (the same grouping as ``LayerDecayOptimWrapperConstructor``:
+block i at ``rate ** (depth - i)``, patch embedding / position table at ``rate ** (depth + 1)``, heads and
+neck at 1); any other backbone keeps mmseg's own rule unchanged. A config that pairs mmseg's name with an
+``MAEViT`` backbone is refused when the runner is built
+(:func:`mae_backbone.engine.launch.check_layer_decay_constructor`).
 Weight decay follows mmseg's constructor as it behaves: no decay on 1-D tensors and biases only (its
 ``name in ('pos_embed', 'cls_token')`` test sees ``backbone.``-prefixed names and never matches), the
 ``'norm_bias'`` rule; ``paramwise_cfg.weight_decay_rule`` picks another named rule.
@@ -50,16 +57,17 @@ def _mae_vit_param_groups(self, params: list, module) -> bool:
     return True
 
 
-class LearningRateDecayOptimizerConstructor(_MMSegLRDecay):
-    """mmseg's constructor; MAEViT backbones get their ``layer_id()`` grouping (module docstring)."""
+class MAEViTLearningRateDecayOptimizerConstructor(_MMSegLRDecay):
+    """mmseg's ``LearningRateDecayOptimizerConstructor``; MAEViT backbones get their ``layer_id()`` grouping
+    (module docstring)."""
 
     def add_params(self, params, module, **kwargs):
         if not _mae_vit_param_groups(self, params, module):
             super().add_params(params, module, **kwargs)
 
 
-class LayerDecayOptimizerConstructor(_MMSegLayerDecay):
-    """mmseg's BEiT-era constructor (``layer_decay_rate``); MAEViT backbones as above."""
+class MAEViTLayerDecayOptimizerConstructor(_MMSegLayerDecay):
+    """mmseg's BEiT-era ``LayerDecayOptimizerConstructor`` (``layer_decay_rate``); MAEViT backbones as above."""
 
     def add_params(self, params, module, **kwargs):
         if not _mae_vit_param_groups(self, params, module):
