@@ -17,6 +17,8 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
+
+from mae_backbone.precision import autocast_module, autocast_modules
 from mmengine.registry import init_default_scope
 
 from .measure import count_flops, interleaved_times, median_time, ran_precision, rss_mib, sync, tensor_memory, time_stats
@@ -48,13 +50,10 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
     bb.grad_checkpointing = grad_checkpointing
     if all_global:
         bb.window_size, bb.global_block_indexes = 0, ()
-    # dtype: the backbone (and ViTDet neck) run under autocast_dtype; mmcv's RoIAlign / NMS keep the heads fp32
-    autocast = {"fp32": None, "bf16": "bfloat16"}[dtype]
-    bb.autocast_dtype = autocast
-    if cfg.model.neck.get("type") == "ViTDetSimplePyramid":
-        cfg.model.neck.autocast_dtype = autocast
     rss0 = rss_mib()
     model = MODELS.build(cfg.model).to(device).train()
+    # dtype: the config's autocast_modules (backbone, ViTDet neck) in bf16; mmcv's RoIAlign / NMS keep the heads fp32
+    autocast_modules(model, {part: {"fp32": None, "bf16": "bfloat16"}[dtype] for part in cfg.autocast_modules})
     wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     with tempfile.TemporaryDirectory() as tmp:
         write_offline_coco(tmp)
@@ -108,9 +107,10 @@ def _build_vitdet_backbone(variant: str, dtype: str, device):
     all_global, bb.grad_checkpointing = DETECTION_BACKBONES[variant]
     if all_global:
         bb.window_size, bb.global_block_indexes = 0, ()
-    bb.autocast_dtype = {"fp32": None, "bf16": "bfloat16"}[dtype]
     with torch.device(device):
-        return MODELS.build(bb).train()
+        model = MODELS.build(bb).train()
+    autocast_module(model, {"fp32": None, "bf16": "bfloat16"}[dtype])
+    return model
 
 
 def detection_backbones(variants=tuple(DETECTION_BACKBONES), size: int = 1024, batch: int = 1, dtype: str = "bf16",

@@ -112,7 +112,7 @@ def vitdet_backbone(windowed: bool, size: int, dev: str, width: int = 768) -> to
     with torch.device(dev):
         return VisionTransformer(img_size=224, embed_dim=width, num_heads=width // 64, use_cls_token=False,
                                  learnable_pos_embed=True, drop_path_rate=0.1, window_size=14 if windowed else 0,
-                                 global_block_indexes=(2, 5, 8, 11) if windowed else (), use_rel_pos=True,
+                                 global_block_indexes=(2, 5, 8, 11) if windowed else (), rel_pos="decomposed",
                                  rel_pos_img_size=size).train()
 
 

@@ -10,6 +10,8 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
+from mae_backbone.precision import autocast_module
+
 from .measure import interleaved_times, median_time, ran_precision, rss_mib, time_stats
 
 SEG_CONFIGS = {
@@ -37,15 +39,16 @@ def _build_segmentor(variant: str, dtype: str, device: str, seed: int):
     cfg.model.pretrained = None
     bb = cfg.model.backbone
     bb.pop("init_cfg", None)
-    if bb.type == "MAEViT":
-        bb.autocast_dtype = {"fp32": None, "bf16": "bfloat16"}[dtype]
-    elif dtype != "fp32":
+    if bb.type != "MAEViT" and dtype != "fp32":
         raise ValueError("mmseg's MAE backbone is measured in fp32 only here")
     if not torch.cuda.is_available():  # SyncBN without a process group on CPU: BN
         for part in ("decode_head", "auxiliary_head", "neck"):
             if cfg.model.get(part) and cfg.model[part].get("norm_cfg", {}).get("type") == "SyncBN":
                 cfg.model[part].norm_cfg = dict(type="BN", requires_grad=True)
-    return cfg, MODELS.build(cfg.model).to(device).train()
+    model = MODELS.build(cfg.model).to(device).train()
+    if bb.type == "MAEViT":
+        autocast_module(model.backbone, {"fp32": None, "bf16": "bfloat16"}[dtype])
+    return cfg, model
 
 
 def segmentation_iteration(variant: str = "ours", batch: int = 2, dtype: str = "fp32", warmup: int = 1,

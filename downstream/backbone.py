@@ -12,8 +12,7 @@ HF ViTMAE or our own runs load directly, strictly, with a logged report), and re
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
@@ -23,24 +22,6 @@ from mae_backbone.checkpoint import LoadReport, load_checkpoint
 from mae_backbone.models import ARCHS, list_models, resolve_arch
 from mae_backbone.models.pyramid import RescalePyramid
 from mae_backbone.models.vit import PatchEmbed, VisionTransformer
-from mae_backbone.precision import autocast
-
-AUTOCAST_DTYPES = ("bfloat16",)  # fp16 needs loss scaling, which a module autocasting its own forward cannot do
-
-
-def check_autocast_dtype(dtype: Optional[str]) -> Optional[str]:
-    if dtype not in (None,) + AUTOCAST_DTYPES:
-        raise ValueError(f"autocast_dtype must be None or 'bfloat16', got {dtype!r}: fp16 needs loss scaling over the "
-                         f"whole model (tools/train.py --amp fp16, mmengine's AmpOptimWrapper)")
-    return dtype
-
-
-def autocast_context(dtype: Optional[str], device: torch.device):
-    """``torch.autocast`` for a module's own forward, as :func:`mae_backbone.precision.autocast` resolves ``dtype``
-    on ``device`` (fp32 where the device has no native bf16; ``dtype`` None: a no-op context)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return autocast(dtype, device)
 
 
 def _arch_shape(arch: Union[str, Dict]) -> Dict:
@@ -105,6 +86,24 @@ def translate_mm_kwargs(kwargs: Dict) -> Dict:
     return kwargs
 
 
+def _rel_pos_arg(rel_pos: Optional[str], kwargs: Dict) -> Optional[str]:
+    """``rel_pos`` from ours or the OpenMMLab switches (popped from ``kwargs``): mmdet ViTDet's ``use_rel_pos`` ->
+    ``'decomposed'``, mmpretrain BEiT's ``use_rel_pos_bias`` -> ``'bias'``; ``'auto'``: mmseg's MAE / BEiT argument
+    set (``init_values``) always has BEiT's bias, so a stock config switched to MAEViT builds the same model."""
+    switches = {name: kwargs.pop(name) for name in ("use_rel_pos", "use_rel_pos_bias") if name in kwargs}
+    asked = [{"use_rel_pos": "decomposed", "use_rel_pos_bias": "bias"}[n] for n, on in switches.items() if on]
+    if len(asked) > 1:
+        raise ValueError("use_rel_pos and use_rel_pos_bias both set: one kind of relative position per model "
+                         "(rel_pos='decomposed' for ViTDet, rel_pos='bias' for BEiT / the MAE paper's ADE20K)")
+    if switches and rel_pos != "auto":
+        raise ValueError(f"pass either rel_pos or the OpenMMLab switch {sorted(switches)}, not both")
+    if switches:
+        return asked[0] if asked else None
+    if rel_pos == "auto":
+        return "bias" if "init_values" in kwargs else None
+    return rel_pos
+
+
 class _NormedPatchEmbed(PatchEmbed):
     """Patch embedding followed by LayerNorm (mmseg's ``patch_norm=True``)."""
 
@@ -133,14 +132,11 @@ class MAEViT(VisionTransformer):
         learnable_pos_embed: fine-tune the absolute position table (default True for transfer).
         use_cls_token: default: kept for global attention without relative positions, dropped
             (ViTDet) otherwise.
-        autocast_dtype: ``'bfloat16'`` runs this backbone (and its pyramid) under autocast and returns
-            float32 maps: mixed precision where the FLOPs are, while mmcv's detection ops (RoIAlign,
-            NMS), which have no bfloat16 kernels, stay in float32. ``tools/train.py --amp bf16`` sets it. Where
-            the device has no native bf16 it runs fp32 (:func:`mae_backbone.precision.resolve_precision`).
-        use_rel_pos_bias: BEiT's relative position bias in every block (the MAE paper's ADE20K setting),
-            zero-initialised; default off, on when mmseg's MAE / BEiT arguments (``init_values``) are
-            given, since mmseg's ``MAE`` backbone always has it.
-        window_size, global_block_indexes, use_rel_pos, rel_pos_img_size, drop_path_rate,
+        rel_pos: ``None``, ``'decomposed'`` (ViTDet) or ``'bias'`` (BEiT's relative position bias, the MAE paper's
+            ADE20K setting), zero-initialised; ``'auto'`` (default): ``'bias'`` when mmseg's MAE / BEiT arguments
+            (``init_values``) are given, since mmseg's ``MAE`` backbone always has it, else none. mmdet ViTDet's
+            ``use_rel_pos=True`` and mmpretrain BEiT's ``use_rel_pos_bias=True`` are accepted with their meaning.
+        window_size, global_block_indexes, rel_pos_img_size, drop_path_rate,
         grad_checkpointing, patch_size, mlp_ratio, qkv_bias: see :class:`VisionTransformer`.
         norm_eval: keep the BatchNorm layers (those of the rescaling pyramid) in eval mode while training, so
             their running statistics stay frozen: mmdet / mmseg's meaning. mmseg's BEiT / MAE backbones accept
@@ -162,32 +158,27 @@ class MAEViT(VisionTransformer):
                  out_indices: Sequence[int] = (3, 5, 7, 11), pyramid: Optional[Dict] = None,
                  final_norm: bool = False, frozen_blocks: int = 0, learnable_pos_embed: bool = True,
                  use_cls_token: Optional[bool] = None, window_size: int = 0,
-                 global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
-                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None,
-                 use_rel_pos_bias: Optional[bool] = None, drop_path_rate: float = 0.0,
-                 grad_checkpointing: bool = False, autocast_dtype: Optional[str] = None,
+                 global_block_indexes: Sequence[int] = (), rel_pos: Optional[str] = "auto",
+                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None, drop_path_rate: float = 0.0,
+                 grad_checkpointing: bool = False,
                  norm_eval: bool = False, patch_norm: bool = False,
                  init_cfg: Optional[Dict] = None, pretrained: Optional[str] = None, **kwargs):
         img_size = _pair(img_size, "img_size")
         rel_pos_img_size = _pair(rel_pos_img_size, "rel_pos_img_size")
         if isinstance(out_indices, int):  # mmseg's out_indices=-1
             out_indices = (out_indices,)
-        if use_rel_pos_bias is None:
-            # mmseg's MAE / BEiT backbones (the argument set with init_values) always have BEiT's relative
-            # position bias: a stock config switched to MAEViT builds the same model
-            use_rel_pos_bias = "init_values" in kwargs
+        rel_pos = _rel_pos_arg(rel_pos, kwargs)
         shape = {**_arch_shape(arch), **translate_mm_kwargs(kwargs)}
         if pretrained:  # mmseg's EncoderDecoder(pretrained=...) hands it to the backbone
             if init_cfg:
                 raise ValueError("set either pretrained= or init_cfg=dict(type='Pretrained', ...), not both")
             init_cfg = dict(type="Pretrained", checkpoint=pretrained)
         if use_cls_token is None:
-            use_cls_token = not (window_size or use_rel_pos)
+            use_cls_token = not (window_size or rel_pos == "decomposed")
         super().__init__(img_size=img_size, drop_path_rate=drop_path_rate, learnable_pos_embed=learnable_pos_embed,
                          grad_checkpointing=grad_checkpointing, use_cls_token=use_cls_token,
                          window_size=window_size, global_block_indexes=global_block_indexes,
-                         use_rel_pos=use_rel_pos, rel_pos_img_size=rel_pos_img_size,
-                         use_rel_pos_bias=use_rel_pos_bias, **shape)
+                         rel_pos=rel_pos, rel_pos_img_size=rel_pos_img_size, **shape)
         try:
             self.out_indices = tuple(self.resolve_indices(list(out_indices)))
         except ValueError as e:
@@ -195,7 +186,6 @@ class MAEViT(VisionTransformer):
         if not self.out_indices:
             raise ValueError("out_indices is empty: name at least one block")
         self.final_norm = final_norm
-        self.autocast_dtype = check_autocast_dtype(autocast_dtype)
         if not final_norm:
             self.norm = nn.Identity()
         self.pyramid = None
@@ -229,31 +219,21 @@ class MAEViT(VisionTransformer):
         return self
 
     # ----------------------------------------------------------------- weights
-    def expected_new_keys(self) -> Tuple[str, ...]:
-        """Regexes of parameters a pretrained (MAE / classification) checkpoint does not have."""
-        keys = []
-        if self.use_rel_pos:
-            keys.append(r"^blocks\.\d+\.attn\.rel_pos_[hw]$")
-        if self.use_rel_pos_bias:
-            keys.append(r"^blocks\.\d+\.attn\.rel_pos_bias\.table$")
-        if self.layer_scale_init:
-            keys.append(r"^blocks\.\d+\.ls[12]\.gamma$")
+    def expected_new_keys(self) -> List[str]:
+        """The encoder's (relative tables, layer scales), plus the pyramid, a final norm and a patch norm."""
+        keys = super().expected_new_keys()
         if self.pyramid is not None:
             keys.append(r"^pyramid\.")
         if self.final_norm:
             keys.append(r"^norm\.")  # a full MAE checkpoint has it; an encoder for pyramid heads may not
         if self.patch_norm:
             keys.append(r"^patch_embed\.norm\.")
-        return tuple(keys)
+        return keys
 
-    def expected_unused_keys(self) -> Tuple[str, ...]:
-        """Regexes of checkpoint tensors this backbone does not use."""
-        keys = [r"^decoder_", r"^mask_token$", r"^(head|fc_norm)\."]
-        if not self.use_cls_token:
-            keys.append(r"^cls_token$")
-        if not self.final_norm:
-            keys.append(r"^norm\.")
-        return tuple(keys)
+    def expected_unused_keys(self) -> List[str]:
+        """The encoder's (decoder, mask token, cls token of a patch-only model), plus a classifier's head and the
+        final norm when ``final_norm`` is off."""
+        return super().expected_unused_keys() + [r"^(head|fc_norm)\."] + ([] if self.final_norm else [r"^norm\."])
 
     def init_weights(self) -> None:
         """Load ``init_cfg``'s checkpoint strictly (see class docstring); a no-op without one."""
@@ -262,9 +242,7 @@ class MAEViT(VisionTransformer):
         path = self.init_cfg.get("checkpoint")
         if not path:
             raise ValueError("init_cfg=dict(type='Pretrained') needs checkpoint=PATH")
-        self.load_report = load_checkpoint(self, path, strict=True, source=self.init_cfg.get("source", "auto"),
-                                           allowed_missing=self.expected_new_keys(),
-                                           allowed_unexpected=self.expected_unused_keys())
+        self.load_report = load_checkpoint(self, path, strict=True, source=self.init_cfg.get("source", "auto"))
         print_log(f"MAEViT: loaded {path}\n{self.load_report}", logger="current")
         self.freeze(self.frozen_blocks)
         self.is_init = True
@@ -277,11 +255,8 @@ class MAEViT(VisionTransformer):
             raise ValueError(f"MAEViT got a {h}x{w} batch, not a multiple of the patch size {self.patch_size}: "
                              f"pad in the data preprocessor (pad_size_divisor = a multiple of {self.patch_size}, "
                              f"e.g. {self.patch_size * 2}) or resize the images")
-        with autocast_context(self.autocast_dtype, x.device):
-            maps = self.forward_intermediates(x, list(self.out_indices), norm=self.final_norm)
-            if self.pyramid is not None:
-                maps = self.pyramid(maps)
-        return tuple(m.float() for m in maps)
+        maps = self.forward_intermediates(x, list(self.out_indices), norm=self.final_norm)
+        return tuple(self.pyramid(maps) if self.pyramid is not None else maps)
 
     def layer_id(self, name: str) -> int:
         """Blocks as the encoder; the pyramid sits with the heads (top layer)."""

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .files import atomic_write
-from .models.pos_embed import get_2d_sincos_pos_embed, is_sincos_table, resize_pos_embed
+from .models.pos_embed import adapt_pos_embed
 
 logger = logging.getLogger(__name__)
 StateDict = Dict[str, torch.Tensor]
@@ -240,8 +240,8 @@ def _grid_of(model: nn.Module, key: str) -> Optional[Tuple[int, int]]:
 def adapt_pos_embeds(sd: StateDict, model: nn.Module) -> List[str]:
     """Resize position tables in ``sd`` to the model's grid (in place); returns resized keys.
 
-    A fixed sin-cos table is rebuilt exactly for the new grid; a learned one is
-    interpolated bicubically (official ``interpolate_pos_embed``).
+    :func:`~mae_backbone.models.pos_embed.adapt_pos_embed`'s rule, the one the model applies at run time: a fixed
+    sin-cos table is rebuilt exactly, a learned one interpolated bicubically (official ``interpolate_pos_embed``).
     """
     resized = []
     target = model.state_dict()
@@ -253,17 +253,13 @@ def adapt_pos_embeds(sd: StateDict, model: nn.Module) -> List[str]:
             raise CheckpointError(f"{key}: checkpoint shape {tuple(src.shape)} cannot be resized to "
                                   f"{tuple(dst.shape)} (different embedding width: another model size?)")
         grid = _grid_of(model, key)
-        n_old = src.shape[1] - 1
-        side = int(round(n_old ** 0.5))
-        if side * side != n_old:
+        try:
+            sd[key] = adapt_pos_embed(src, grid)
+        except ValueError:
             raise CheckpointError(
-                f"{key}: {n_old} position tokens (after one cls row) do not form a square grid, so the source "
-                f"grid is unknown; resize the table first with mae_backbone.models.resize_pos_embed("
-                f"table, new_grid={grid}, old_grid=(h, w)), or build the model at the checkpoint's size")
-        if is_sincos_table(src, (side, side)):
-            sd[key] = get_2d_sincos_pos_embed(dst.shape[-1], grid, cls_token=True)[None].to(src.dtype)
-        else:
-            sd[key] = resize_pos_embed(src, grid, (side, side))
+                f"{key}: {src.shape[1] - 1} position tokens (after one cls row) do not form a square grid, so the "
+                f"source grid is unknown; resize the table first with mae_backbone.models.resize_pos_embed("
+                f"table, new_grid={grid}, old_grid=(h, w)), or build the model at the checkpoint's size") from None
         resized.append(f"{key} {tuple(src.shape)}->{tuple(sd[key].shape)}")
     return resized
 
@@ -280,19 +276,31 @@ def check_shapes(sd: StateDict, model: nn.Module) -> None:
         raise CheckpointError("shape mismatch" + hint + ":\n  " + "\n  ".join(bad))
 
 
+def _contract(model: nn.Module, method: str) -> Tuple[str, ...]:
+    """A model's declared checkpoint contract (regexes); none for a model that declares none."""
+    declared = getattr(model, method, None)
+    return tuple(declared()) if callable(declared) else ()
+
+
 def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], strict: bool = True,
-                    source: str = "auto", allowed_missing: Sequence[str] = (),
-                    allowed_unexpected: Sequence[str] = ()) -> LoadReport:
+                    source: str = "auto", allowed_missing: Optional[Sequence[str]] = None,
+                    allowed_unexpected: Optional[Sequence[str]] = None) -> LoadReport:
     """Load a checkpoint (path or dict) of any supported layout into ``model``.
 
     Args:
         strict: raise if any model key is missing (beyond ``allowed_missing`` patterns)
             or any checkpoint key is unexpected.
         source: ``auto`` or one of ``native, official, timm, mmpretrain, hf``.
-        allowed_missing: regexes of keys the caller declares may be absent (new parameters).
-        allowed_unexpected: regexes of checkpoint keys the caller declares unused (e.g. the MAE
-            decoder when fine-tuning); they are still listed in the report.
+        allowed_missing: regexes of keys that may be absent (new parameters); default: the model's own contract,
+            ``model.expected_new_keys()`` (e.g. relative position tables, a classifier's head), else none.
+        allowed_unexpected: regexes of checkpoint keys that may go unused (e.g. the MAE decoder when fine-tuning);
+            default ``model.expected_unused_keys()``, else none. They are still listed in the report.
+            Pass ``()`` to either for an exact match.
     """
+    if allowed_missing is None:
+        allowed_missing = _contract(model, "expected_new_keys")
+    if allowed_unexpected is None:
+        allowed_unexpected = _contract(model, "expected_unused_keys")
     ckpt = read_checkpoint(src) if isinstance(src, (str, os.PathLike)) else src
     raw, _ = unwrap(ckpt)
     sd, source = convert_state_dict(ckpt, source)

@@ -64,9 +64,9 @@ def build_encoder(src, img_size: Optional[int] = None) -> Tuple[VisionTransforme
     if classifier:
         encoder.norm = torch.nn.Identity()
         encoder.fc_norm = torch.nn.LayerNorm(dim, eps=1e-6)
-    report = load_checkpoint(encoder, ckpt, strict=True,
-                             allowed_unexpected=[r"^decoder_", r"^mask_token$", r"^head\."] +
-                             ([] if classifier else [r"^fc_norm\."]))
+    # the encoder's contract, and a classifier's head (features are taken before it)
+    report = load_checkpoint(encoder, ckpt, strict=True, allowed_unexpected=encoder.expected_unused_keys() +
+                             [r"^head\."] + ([] if classifier else [r"^fc_norm\."]))
     logger.info("encoder: %s", report)
     mean, std = norm or (IMAGENET_MEAN, IMAGENET_STD)
     return encoder.eval(), tuple(mean), tuple(std)

@@ -197,3 +197,81 @@ def autocast(requested: Union[str, torch.dtype, None], device: Union[str, torch.
     """``torch.autocast`` for ``requested`` on ``device`` as :func:`resolve_precision` decides it, for a part
     that cannot scale the loss itself (a module autocasting its own forward, a benchmark step)."""
     return resolve_precision(requested, device, loss_scaling=False).autocast()
+
+
+# ------------------------------------------------------------------ parts of a model
+class _ModuleAutocast:
+    """Forward hooks that run one module's forward under :func:`autocast` for the device of its input and return
+    its floating outputs in float32 (the module's class, state dict and ``forward`` stay as they are)."""
+
+    def __init__(self, requested: str):
+        self.requested = requested
+        self._open = []  # autocast contexts of calls in progress (nested calls close in order)
+
+    def enter(self, module, args, kwargs):
+        device = next((t.device for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)), None)
+        if device is None:
+            device = next((p.device for p in module.parameters()), None)
+        ctx = autocast(self.requested, device)
+        ctx.__enter__()
+        self._open.append(ctx)
+
+    def exit(self, module, args, kwargs, output):
+        self._open.pop().__exit__(None, None, None)
+        return _float32(output)
+
+    def __getstate__(self):  # a copy (deepcopy, pickle) has no call in progress
+        return {"requested": self.requested, "_open": []}
+
+
+def _float32(out):
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+    if isinstance(out, (tuple, list)) and not hasattr(out, "_fields"):
+        return type(out)(_float32(o) for o in out)
+    if isinstance(out, dict):
+        return type(out)((k, _float32(v)) for k, v in out.items())
+    return out
+
+
+def autocast_module(module: torch.nn.Module, requested: Union[str, torch.dtype, None]) -> None:
+    """Run ``module``'s forward (train, val and test) under ``requested`` precision, as :func:`resolve_precision`
+    decides it for the device of each call's input, with float32 outputs: mixed precision for a part of a model
+    whose neighbours must stay fp32 (e.g. a detection backbone before mmcv's RoIAlign / NMS, which have no bf16
+    kernels). bf16 only (fp16 needs loss scaling over the whole model); ``None`` / ``'fp32'`` removes a previous
+    setting, a second call replaces it."""
+    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+        for key in [k for k, h in hooks.items() if isinstance(getattr(h, "__self__", None), _ModuleAutocast)]:
+            del hooks[key]
+            module._forward_hooks_with_kwargs.pop(key, None)
+            module._forward_pre_hooks_with_kwargs.pop(key, None)
+            module._forward_hooks_always_called.pop(key, None)
+    name = canonical_name(requested)
+    if name == "fp32":
+        return
+    if name == "fp16":
+        raise ValueError("a part of a model cannot run fp16: fp16 needs loss scaling over the whole model "
+                         "(tools/train.py --amp fp16, mmengine's AmpOptimWrapper); use bf16 for a part")
+    hooks = _ModuleAutocast(name)
+    module.register_forward_pre_hook(hooks.enter, with_kwargs=True)
+    module.register_forward_hook(hooks.exit, with_kwargs=True, always_call=True)
+
+
+def module_precision(module: torch.nn.Module) -> str:
+    """What :func:`autocast_module` set on ``module``: ``bf16``, or ``fp32`` when nothing is set."""
+    found = [h.__self__.requested for h in module._forward_pre_hooks.values()
+             if isinstance(getattr(h, "__self__", None), _ModuleAutocast)]
+    return found[-1] if found else "fp32"
+
+
+def autocast_modules(model: torch.nn.Module, modules: dict) -> None:
+    """:func:`autocast_module` for each ``{submodule path: precision}`` of ``model`` (a config's
+    ``autocast_modules = dict(backbone='bfloat16', neck='bfloat16')``); an unknown path is an error."""
+    for path, requested in modules.items():
+        try:
+            part = model.get_submodule(path)
+        except AttributeError:
+            children = [n for n, _ in model.named_children()]
+            raise ValueError(f"autocast_modules: {type(model).__name__} has no submodule {path!r} "
+                             f"(its children: {children})") from None
+        autocast_module(part, requested)

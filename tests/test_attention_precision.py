@@ -3,14 +3,14 @@
 import torch
 import torch.nn.functional as F
 
-from mae_backbone.models.attention import Block, plain_attention
+from mae_backbone.models.attention import Block, sdpa
 
 
 def test_cpu_bf16_attention_is_float32_attention_of_the_rounded_inputs():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 50, 32).bfloat16().requires_grad_() for _ in range(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = plain_attention(q, k, v)
+        out = sdpa(q, k, v)
     assert out.dtype == torch.bfloat16
     ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
     torch.testing.assert_close(out.float(), ref.bfloat16().float(), rtol=0, atol=0)  # one rounding, at the end

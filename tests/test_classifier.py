@@ -24,13 +24,21 @@ def test_logits_match_timm(pool):
 def test_finetune_from_mae_checkpoint_declares_exactly_the_new_keys():
     mae = mae_vit_tiny_patch16(img_size=32, depth=2, decoder_depth=1)
     clf = create_classifier("vit_tiny_patch16", 10, img_size=32, depth=2)
+    # an exact match (no declared contract) fails: the head is new, the decoder unused
     with pytest.raises(CheckpointError, match="missing keys"):
-        load_checkpoint(clf, mae.state_dict())
-    report = load_checkpoint(clf, mae.state_dict(), allowed_missing=[r"^(head|fc_norm)\."],
-                             allowed_unexpected=[r"^(decoder_|mask_token$|norm\.)"])
+        load_checkpoint(clf, mae.state_dict(), allowed_missing=(), allowed_unexpected=())
+    # by default the classifier's own contract declares exactly those
+    assert clf.expected_new_keys() == [r"^(head|fc_norm)\."]
+    report = load_checkpoint(clf, mae.state_dict())
     # as the official main_finetune.py asserts after its non-strict load
     assert set(report.missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    assert {k.split(".")[0] for k in report.unexpected} == {"decoder_embed", "decoder_blocks", "decoder_norm",
+                                                            "decoder_pred", "decoder_pos_embed", "mask_token", "norm"}
     assert torch.equal(clf.blocks[1].mlp.fc1.weight, mae.blocks[1].mlp.fc1.weight)
+    # anything beyond the contract still fails: a block the classifier lacks
+    deeper = mae_vit_tiny_patch16(img_size=32, depth=3, decoder_depth=1)
+    with pytest.raises(CheckpointError, match=r"unexpected keys \['blocks\.2\."):
+        load_checkpoint(clf, deeper.state_dict())
 
 
 def test_linear_probe_head_is_bn_without_affine():

@@ -74,7 +74,7 @@ def test_paper_configs_build_from_registry(name):
     large = "-l-" in name
     assert cfg.optim_wrapper.paramwise_cfg.layer_decay == (0.8 if large else 0.7)
     assert cfg.optim_wrapper.optimizer.lr == 1e-4 and cfg.optim_wrapper.optimizer.weight_decay == 0.1
-    assert cfg.model.backbone.autocast_dtype == "bfloat16"
+    assert cfg.autocast_modules.backbone == "bfloat16"
     assert cfg.train_dataloader.batch_size == 4 and "16xb4" in name  # 16 GPUs x 4 = 64
     assert cfg.val_evaluator.type == "CocoMetric" and set(cfg.val_evaluator.metric) == {"bbox", "segm"}
     model = build_detector(cfg)
@@ -304,20 +304,23 @@ def test_bf16_backbone_autocast_trains_with_fp32_heads(coco_dir, cpu_bf16):
     """mmcv's RoIAlign / NMS have no bf16 kernels: the backbone and neck autocast, the heads stay fp32."""
     from mmengine.optim import build_optim_wrapper
     from mae_backbone.engine.amp import set_amp
+    from mae_backbone.precision import autocast_module, autocast_modules
     cpu_bf16(True)  # small enough to run where bf16 is emulated
     torch.manual_seed(0)
     cfg = tiny_cfg("vitdet", coco_dir)
     set_amp(cfg, "bf16", device="cpu")  # what tools/train.py --amp bf16 does
-    assert cfg.model.backbone.autocast_dtype == cfg.model.neck.autocast_dtype == "bfloat16"
+    assert cfg.autocast_modules == dict(backbone="bfloat16", neck="bfloat16")
     assert cfg.optim_wrapper.type == "OptimWrapper"
     model = build_detector(cfg)
+    autocast_modules(model, cfg.autocast_modules)  # what build_runner's AutocastModulesHook does
     model.train()
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         half = model.backbone(x)[0]
-        model.backbone.autocast_dtype = None
+        autocast_module(model.backbone, None)
         full = model.backbone(x)[0]
-        model.backbone.autocast_dtype = "bfloat16"
+        autocast_module(model.backbone, "bfloat16")
+    assert model.neck(model.backbone(x))[0].dtype == torch.float32
     assert half.dtype == torch.float32
     rel = (half - full).norm() / full.norm()
     assert 0 < rel < 0.03, rel  # bf16 rounding, not a different function

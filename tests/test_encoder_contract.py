@@ -22,11 +22,11 @@ PATCH_ONLY = dict(use_cls_token=False)
 VARIANTS = {
     "plain": (dict(), None),
     "window": (dict(PATCH_ONLY, window_size=2, global_block_indexes=(1,)), None),
-    "window+decomposed": (dict(PATCH_ONLY, window_size=2, global_block_indexes=(1,), use_rel_pos=True),
+    "window+decomposed": (dict(PATCH_ONLY, window_size=2, global_block_indexes=(1,), rel_pos="decomposed"),
                           dict(PATCH_ONLY, window_size=2, global_block_indexes=(1,))),
-    "decomposed": (dict(PATCH_ONLY, use_rel_pos=True), dict(PATCH_ONLY)),
-    "bias": (dict(use_rel_pos_bias=True), dict()),
-    "bias+layer scale": (dict(use_rel_pos_bias=True, layer_scale_init=1.0), dict()),
+    "decomposed": (dict(PATCH_ONLY, rel_pos="decomposed"), dict(PATCH_ONLY)),
+    "bias": (dict(rel_pos="bias"), dict()),
+    "bias+layer scale": (dict(rel_pos="bias", layer_scale_init=1.0), dict()),
     "checkpointing": (dict(grad_checkpointing=True), None),
 }
 
@@ -104,7 +104,7 @@ def test_masked_encoding_keeps_the_contract():
     with torch.no_grad():  # keeping every token in order is the unmasked encoder
         kept_all = model.forward_features(images(), ids_keep=torch.arange(16).expand(2, 16))
         torch.testing.assert_close(kept_all, model.forward_features(images()))
-    for blocked in (dict(PATCH_ONLY, window_size=2), dict(use_rel_pos_bias=True)):
+    for blocked in (dict(PATCH_ONLY, window_size=2), dict(rel_pos="bias")):
         with pytest.raises(ValueError, match="ids_keep"):
             build(**blocked).forward_features(images(), ids_keep=ids_keep)
 
@@ -123,3 +123,31 @@ def test_decoder_blocks_keep_the_contract():
     noise = torch.rand(2, 16, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(other.eval()(images(), noise=noise)[1], mae.eval()(images(), noise=noise)[1])
+
+
+def test_relative_position_kinds_keep_their_checkpoint_keys():
+    """The attention classes own their tables under the keys of ViTDet / BEiT-style checkpoints."""
+    keys = {name: {k.split(".", 2)[2] for k in build(**VARIANTS[name][0]).state_dict() if k.startswith("blocks.0.")}
+            for name in ("plain", "decomposed", "bias")}
+    assert keys["decomposed"] - keys["plain"] == {"attn.rel_pos_h", "attn.rel_pos_w"}
+    assert keys["bias"] - keys["plain"] == {"attn.rel_pos_bias.table"}
+    assert keys["plain"] == {f"{m}.{p}" for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
+                             for p in ("weight", "bias")}
+
+
+def test_block_specs_and_illegal_combinations_are_decided_at_construction():
+    model = build(**VARIANTS["window+decomposed"][0], drop_path_rate=0.2)
+    specs = [model.block_spec(i) for i in range(3)]
+    assert [s.window_size for s in specs] == [2, 0, 2]
+    assert [s.rel_pos_grid for s in specs] == [(2, 2), (4, 4), (2, 2)]  # window-sized, or the whole 4 x 4 grid
+    assert [s.drop_path for s in specs] == pytest.approx([0.0, 0.1, 0.2])
+    assert [tuple(b.attn.rel_pos_h.shape) for b in model.blocks] == [(3, 16), (7, 16), (3, 16)]
+    with pytest.raises(ValueError, match="one kind per model"):
+        build(rel_pos="both")
+    with pytest.raises(ValueError, match="rel_pos must be"):
+        build(rel_pos=True)
+    with pytest.raises(ValueError, match="use_cls_token=False"):
+        build(rel_pos="decomposed")  # decomposed tables index patch tokens only
+    assert build(rel_pos="bias").use_cls_token  # BEiT's bias is cls-aware
+    with pytest.raises(ValueError, match="grid"):  # a block called without its tokens' grid says what it needs
+        build(**VARIANTS["decomposed"][0]).blocks[0](torch.randn(1, 16, 32))

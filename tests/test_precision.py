@@ -168,22 +168,20 @@ def test_detection_config_autocasts_backbone_and_neck_only(cpu_bf16, gpu):
     from mae_backbone.engine.amp import requested_precision, set_amp
     path = osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py")
     cfg = Config.fromfile(path)
-    assert requested_precision(cfg) == "bf16"  # from the backbone's autocast_dtype
+    assert requested_precision(cfg) == "bf16"  # from the config's autocast_modules
     cpu_bf16(True)
     set_amp(cfg, device="cpu")
-    assert (cfg.model.backbone.autocast_dtype, cfg.model.neck.autocast_dtype, cfg.optim_wrapper.type) == (
-        "bfloat16", "bfloat16", "OptimWrapper")
+    assert (cfg.autocast_modules, cfg.optim_wrapper.type) == (dict(backbone="bfloat16", neck="bfloat16"), "OptimWrapper")
     cpu_bf16(False)
     cfg = Config.fromfile(path)
     with pytest.warns(RuntimeWarning):
         set_amp(cfg, device="cpu")
-    assert (cfg.model.backbone.autocast_dtype, cfg.model.neck.autocast_dtype, cfg.optim_wrapper.type) == (
-        None, None, "OptimWrapper")
+    assert (cfg.autocast_modules, cfg.optim_wrapper.type) == (dict(backbone=None, neck=None), "OptimWrapper")
     gpu((7, 5))  # T4: the whole detector in fp16 with loss scaling (mmcv's ops have fp16 kernels)
     cfg = Config.fromfile(path)
     with pytest.warns(RuntimeWarning):
         set_amp(cfg, device="cuda")
-    assert (cfg.model.backbone.autocast_dtype, cfg.model.neck.autocast_dtype) == (None, None)
+    assert cfg.autocast_modules == dict(backbone=None, neck=None)
     assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ("AmpOptimWrapper", "float16")
 
 
@@ -212,7 +210,7 @@ def test_fsdp_mixed_precision_follows(cpu_bf16, gpu):
     assert c.optim_wrapper.type == "AmpOptimWrapper"
 
 
-# ----------------------------------------------------------------------------- parts that autocast themselves
+# ----------------------------------------------------------------------------- parts of a model
 def test_autocast_wrapper_falls_back_to_fp32_without_native_bf16(cpu_bf16):
     from mmengine.registry import OPTIM_WRAPPERS
     import mae_backbone.engine  # noqa: F401  registration
@@ -229,19 +227,60 @@ def test_autocast_wrapper_falls_back_to_fp32_without_native_bf16(cpu_bf16):
 def test_backbone_autocast_is_fp32_without_native_bf16(cpu_bf16):
     pytest.importorskip("mmdet")
     from downstream import MAEViT
+    from mae_backbone.precision import autocast_module, module_precision
     torch.manual_seed(0)
-    bb = MAEViT(arch=dict(embed_dim=64, depth=2, num_heads=2), img_size=32, out_indices=(1,), autocast_dtype="bfloat16")
+    bb = MAEViT(arch=dict(embed_dim=64, depth=2, num_heads=2), img_size=32, out_indices=(1,))
+    autocast_module(bb, "bfloat16")
     x = torch.randn(1, 3, 32, 32)
     cpu_bf16(True)
     low = bb(x)[0]
     cpu_bf16(False)
     with pytest.warns(RuntimeWarning):
         same = bb(x)[0]
-    bb.autocast_dtype = None
+    autocast_module(bb, None)
+    assert module_precision(bb) == "fp32"
     full = bb(x)[0]
     assert low.dtype == same.dtype == torch.float32
     assert torch.equal(same, full)  # fp32, not emulated bf16
     assert 0 < (low - full).norm() / full.norm() < 0.03  # bf16 where the CPU has it
+
+
+def test_autocast_module_is_the_modules_own_setting(cpu_bf16):
+    """Outputs fp32; the state dict, class and forward unchanged; a copy carries its own setting; an exception
+    inside the forward does not leave autocast on; replacing and removing the setting work."""
+    import copy
+    import pickle
+    from mae_backbone.precision import autocast_module, autocast_modules, module_precision
+    cpu_bf16(True)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    keys = list(model.state_dict())
+    autocast_modules(model, {"0": "bfloat16"})
+    autocast_module(model[0], "bf16")  # replaces, does not stack
+    assert module_precision(model[0]) == "bf16" and len(model[0]._forward_pre_hooks) == 1
+    assert list(model.state_dict()) == keys and type(model[0]) is torch.nn.Linear and "forward" not in vars(model[0])
+    x = torch.randn(3, 8)
+    inner = model[0](x)
+    assert inner.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    with torch.no_grad():
+        exact = torch.nn.functional.linear(x, model[0].weight, model[0].bias)
+    assert 0 < (inner - exact).abs().max() < 0.05  # computed in bf16, handed back in fp32
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin[0].weight.zero_()
+        twin[0].bias.zero_()
+    assert module_precision(twin[0]) == "bf16" and not twin[0](x).any() and model[0](x).any()  # its own weights
+    pickle.loads(pickle.dumps(model))
+    model[0].register_forward_hook(lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        model(x)
+    assert not torch.is_autocast_enabled("cpu")  # closed although the forward raised
+    autocast_module(model[0], None)
+    assert module_precision(model[0]) == "fp32" and not model[0]._forward_pre_hooks
+    with pytest.raises(ValueError, match="no submodule 'head'"):
+        autocast_modules(model, {"head": "bf16"})
+    with pytest.raises(ValueError, match="fp16 needs loss scaling"):
+        autocast_module(model[0], "float16")
 
 
 def test_benchmark_rows_report_the_precision_that_ran(cpu_bf16):
@@ -289,11 +328,11 @@ def test_a_config_request_changes_only_what_asked(cpu_bf16):
     from mae_backbone.engine.amp import set_amp
     cpu_bf16(True)
     cfg = Config.fromfile(osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-vitdet_16xb4-lsj-100e_coco.py"))
-    cfg.model.backbone.autocast_dtype = None  # only the neck asks
+    cfg.autocast_modules.backbone = None  # only the neck asks
     set_amp(cfg, device="cpu")
-    assert (cfg.model.backbone.autocast_dtype, cfg.model.neck.autocast_dtype) == (None, "bfloat16")
+    assert cfg.autocast_modules == dict(backbone=None, neck="bfloat16")
     set_amp(cfg, "bf16", device="cpu")  # --amp sets every part
-    assert cfg.model.backbone.autocast_dtype == "bfloat16"
+    assert cfg.autocast_modules == dict(backbone="bfloat16", neck="bfloat16")
     fsdp = Config(dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD")),
                        strategy=dict(type="FSDPStrategy", model_wrapper=dict(mixed_precision=dict(param_dtype="bf16")))))
     set_amp(fsdp, device="cpu")
@@ -339,8 +378,17 @@ def test_build_runner_applies_amp(tmp_path, photo_dir, cpu_bf16):
         assert build_runner(cfg()).cfg.optim_wrapper.type == "OptimWrapper"
 
 
-def test_backbone_refuses_fp16_autocast():
-    pytest.importorskip("mmdet")
-    from downstream import MAEViT
-    with pytest.raises(ValueError, match="--amp fp16"):
-        MAEViT(arch=dict(embed_dim=64, depth=2, num_heads=2), img_size=32, out_indices=(1,), autocast_dtype="float16")
+def test_build_runner_autocasts_the_configs_modules(tmp_path, photo_dir, cpu_bf16):
+    from mae_backbone.engine import build_runner
+    from mae_backbone.engine.hooks import AutocastModulesHook
+    from mae_backbone.precision import module_precision
+    cpu_bf16(True)
+    c = Config.fromfile(osp.join(ROOT, "configs", "mae", "mae_vit-demo-p8_1xb32-40e_photos.py"))
+    c.merge_from_dict(dict(work_dir=str(tmp_path), optim_wrapper=dict(type="OptimWrapper"),
+                           model=dict(img_size=32, patch_size=8, depth=1, decoder_depth=1),
+                           train_dataloader=dict(dataset=dict(root=str(photo_dir)))))
+    c.autocast_modules = dict(model="bfloat16")
+    runner = build_runner(c)
+    hook = next(h for h in runner.hooks if isinstance(h, AutocastModulesHook))
+    hook.before_run(runner)
+    assert module_precision(runner.model.model) == "bf16" and module_precision(runner.model) == "fp32"

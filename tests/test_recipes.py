@@ -172,7 +172,7 @@ def test_weight_decay_rules_follow_their_sources():
     class Det(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.backbone = vit_tiny_patch16(img_size=32, depth=2, window_size=2, use_rel_pos=True, use_cls_token=False,
+            self.backbone = vit_tiny_patch16(img_size=32, depth=2, window_size=2, rel_pos="decomposed", use_cls_token=False,
                                              learnable_pos_embed=True)
             self.neck_norm = LayerNorm2d(8)
             self.head = torch.nn.Conv2d(8, 8, 1)

@@ -2,7 +2,8 @@
 import torch
 
 from mae_backbone.models import VisionTransformer
-from mae_backbone.models.attention import Block, RelativePositionBias
+from mae_backbone.models.attention import Block, attention_layer
+from mae_backbone.models.rel_pos import RelativePositionBias
 
 
 def test_index_matches_beit_definition():
@@ -49,7 +50,7 @@ def test_bias_values_follow_the_table():
 def test_zero_initialised_bias_changes_nothing():
     torch.manual_seed(1)
     plain = Block(48, 3).eval()
-    biased = Block(48, 3, rel_pos_bias_size=(4, 5)).eval()
+    biased = Block(48, 3, attn_layer=attention_layer("bias", (4, 5))).eval()
     missing, unexpected = biased.load_state_dict(plain.state_dict(), strict=False)
     assert missing == ["attn.rel_pos_bias.table"] and not unexpected
     x = torch.randn(2, 1 + 20, 48)
@@ -62,7 +63,7 @@ def test_zero_initialised_bias_changes_nothing():
 
 def test_encoder_with_bias_equals_plain_encoder_at_init_and_exempts_tables_from_decay():
     a = VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2)
-    b = VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, use_rel_pos_bias=True,
+    b = VisionTransformer(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, rel_pos="bias",
                           rel_pos_img_size=96)
     missing, _ = b.load_state_dict(a.state_dict(), strict=False)
     assert sorted(missing) == ["blocks.0.attn.rel_pos_bias.table", "blocks.1.attn.rel_pos_bias.table"]

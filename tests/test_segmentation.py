@@ -22,7 +22,7 @@ def _unscoped(d):
     return [_unscoped(v) for v in d] if isinstance(d, (list, tuple)) else d
 
 
-def test_stock_mmseg_mae_config_with_only_the_backbone_type_switched():
+def test_stock_mmseg_mae_config_with_only_the_backbone_type_and_constructor_switched():
     import mmseg
     from mmseg.registry import MODELS
     ours = Config.fromfile(osp.join(ROOT, "configs", "upernet",
@@ -32,6 +32,8 @@ def test_stock_mmseg_mae_config_with_only_the_backbone_type_switched():
     a, b = _unscoped(ours.to_dict()), _unscoped(stock.to_dict())
     a.pop("custom_imports")
     assert a["model"]["backbone"].pop("type") == "MAEViT" and b["model"]["backbone"].pop("type") == "MAE"
+    assert a["optim_wrapper"].pop("constructor") == "MAEViTLayerDecayOptimizerConstructor"
+    assert b["optim_wrapper"].pop("constructor") == "LayerDecayOptimizerConstructor"
     assert a["model"].pop("pretrained").endswith("mae_pretrain_vit_base.pth")
     b["model"].pop("pretrained")
     assert a == b  # every other key, the backbone's arguments included, is mmseg's
@@ -58,7 +60,8 @@ def _lr_scales(model, optim_cfg):
 
 def test_stock_mmseg_mae_swap_builds_mmsegs_model_and_layer_decay():
     """The swapped stock config builds what mmseg's MAE builds (relative position bias in every block, layer
-    scale, same parameter count) and mmseg's LayerDecayOptimizerConstructor gives the same lr per layer."""
+    scale, same parameter count), and its MAEViTLayerDecayOptimizerConstructor gives our blocks the lr per layer
+    that mmseg's LayerDecayOptimizerConstructor gives mmseg's MAE."""
     import copy
 
     import mmseg
@@ -178,7 +181,7 @@ def test_paper_configs_build_from_registry(name):
     warm, poly = cfg.param_scheduler
     assert warm.type == "LinearLR" and warm.end == 1500 and poly.type == "PolyLR" and poly.begin == 1500
     assert cfg.train_dataloader.dataset.type == "ADE20KDataset" and cfg.val_evaluator.type == "IoUMetric"
-    assert cfg.model.test_cfg.mode == "slide" and cfg.model.backbone.autocast_dtype == "bfloat16"
+    assert cfg.model.test_cfg.mode == "slide" and cfg.autocast_modules == dict(backbone="bfloat16")
     init_default_scope("mmseg")
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)

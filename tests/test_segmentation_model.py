@@ -65,7 +65,8 @@ def _small_paper_cfg(name="upernet_mae-vit-b_8xb2-160k_ade20k-512x512.py", embed
     cfg = Config.fromfile(osp.join(ROOT, "configs", "upernet", name))
     m = cfg.model
     m.backbone.update(arch=dict(embed_dim=embed, depth=depth, num_heads=heads), out_indices=(0, 1, 2, 3),
-                      init_cfg=None, autocast_dtype=None)
+                      init_cfg=None)
+    cfg.autocast_modules = dict(backbone=None)  # fp32, as on any CPU
     m.backbone.pyramid.norm = "BN"
     m.decode_head.update(in_channels=[embed] * 4, channels=32, norm_cfg=dict(type="BN"))
     m.auxiliary_head.update(in_channels=embed, channels=16, norm_cfg=dict(type="BN"))
@@ -137,7 +138,7 @@ def test_one_training_iteration_on_ade_layout_data(tmp_path):
     write_offline_ade(tmp_path)
     torch.manual_seed(0)
     cfg = Config.fromfile(TINY)
-    cfg.model.backbone.use_rel_pos_bias = True  # the paper setting, in the tiny encoder
+    cfg.model.backbone.rel_pos = "bias"  # the paper setting, in the tiny encoder
     init_default_scope("mmseg")
     ds = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=f"{tmp_path}/"))
     model = MODELS.build(cfg.model).train()

@@ -2,8 +2,30 @@
 import torch
 
 from mae_backbone.models import VisionTransformer
-from mae_backbone.models.attention import Block, decomposed_rel_pos_bias, window_partition, window_unpartition
+from mae_backbone.models.attention import Block, attention_layer, sdpa
 from mae_backbone.models.pos_embed import resize_pos_embed
+from mae_backbone.models.rel_pos import fold_decomposed_rel_pos, rel_pos_lookup
+from mae_backbone.models.windows import window_partition, window_unpartition
+
+
+def decomposed_rel_pos_bias(q, table_h, table_w, grid):
+    """The explicit (N, N) bias of ViTDet's ``add_decomposed_rel_pos``: the reference the folded form must equal."""
+    H, W = grid
+    B, nh, _, C = q.shape
+    r_q = q.reshape(B, nh, H, W, C)
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rel_pos_lookup(H, H, table_h).to(q.dtype))
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rel_pos_lookup(W, W, table_w).to(q.dtype))
+    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, nh, H * W, H * W)
+
+
+def folded_rel_pos_attention(q, k, v, table_h, table_w, grid):
+    """What DecomposedRelPosAttention.attend computes from q, k, v."""
+    scale = q.shape[-1] ** -0.5
+    return sdpa(*fold_decomposed_rel_pos(q, k, v, table_h, table_w, grid, scale), scale=scale)[..., :q.shape[-1]]
+
+
+def decomposed(grid):
+    return attention_layer("decomposed", grid)
 
 
 def test_window_padding_is_exercised():
@@ -20,7 +42,7 @@ def test_window_padding_is_exercised():
 def test_padded_windows_match_a_direct_reference():
     """5 x 7 grid, window 3: zero-pad the normalised tokens to 6 x 9 (as ViTDet), attend per window, crop."""
     torch.manual_seed(5)
-    blk = Block(32, 2, window_size=3, rel_pos_size=(3, 3)).eval()
+    blk = Block(32, 2, window_size=3, attn_layer=decomposed((3, 3))).eval()
     with torch.no_grad():
         blk.attn.rel_pos_h.normal_()
         blk.attn.rel_pos_w.normal_()
@@ -91,14 +113,13 @@ def test_decomposed_rel_pos_matches_definition():
 
 def test_folded_rel_pos_attention_equals_explicit_bias():
     """The fused-kernel form (bias folded into q/k) == SDPA with the materialised bias, values and gradients."""
-    from mae_backbone.models.attention import rel_pos_attention
     torch.manual_seed(4)
     H, W, C = 5, 7, 16
     q, k, v = (torch.randn(2, 3, H * W, C, dtype=torch.float64, requires_grad=True) for _ in range(3))
     Rh = torch.randn(2 * 9 - 1, C, dtype=torch.float64, requires_grad=True)  # sized for another grid: interpolated
     Rw = torch.randn(2 * W - 1, C, dtype=torch.float64, requires_grad=True)
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=decomposed_rel_pos_bias(q, Rh, Rw, (H, W)))
-    out = rel_pos_attention(q, k, v, Rh, Rw, (H, W))
+    out = folded_rel_pos_attention(q, k, v, Rh, Rw, (H, W))
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     g_ref = torch.autograd.grad(ref.square().sum(), (q, k, v, Rh, Rw))
     g_out = torch.autograd.grad(out.square().sum(), (q, k, v, Rh, Rw))
@@ -106,7 +127,7 @@ def test_folded_rel_pos_attention_equals_explicit_bias():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
     # bf16 (autocast's dtype for the backbone): within bf16 rounding of the float64 result
     with torch.no_grad():
-        low = rel_pos_attention(*(t.detach().to(torch.bfloat16) for t in (q, k, v, Rh, Rw)), (H, W))
+        low = folded_rel_pos_attention(*(t.detach().to(torch.bfloat16) for t in (q, k, v, Rh, Rw)), (H, W))
     rel = (low.double() - ref.detach()).norm() / ref.detach().norm()
     assert rel < 2e-2, rel
 
@@ -114,7 +135,7 @@ def test_folded_rel_pos_attention_equals_explicit_bias():
 def test_zero_rel_pos_changes_nothing_and_nonzero_does():
     torch.manual_seed(3)
     plain = Block(32, 2).eval()
-    rel = Block(32, 2, rel_pos_size=(5, 5)).eval()
+    rel = Block(32, 2, attn_layer=decomposed((5, 5))).eval()
     rel.load_state_dict(plain.state_dict(), strict=False)
     x = torch.randn(2, 25, 32)
     # the rel-pos path runs SDPA on wider (folded) q / k: equal up to float rounding
@@ -130,7 +151,7 @@ def test_pos_embed_interpolation():
     pe = torch.randn(1, 1 + 14 * 14, 32)
     assert resize_pos_embed(pe, (14, 14), (14, 14)) is pe
     bb = VisionTransformer(img_size=224, patch_size=16, embed_dim=32, depth=2, num_heads=2, learnable_pos_embed=True,
-                           use_cls_token=False, window_size=14, use_rel_pos=True, rel_pos_img_size=1024)
+                           use_cls_token=False, window_size=14, rel_pos="decomposed", rel_pos_img_size=1024)
     assert bb.pos_embed_for((14, 14)) is bb.pos_embed  # same grid: the parameter itself
     big = bb.pos_embed_for((64, 64))
     assert big.shape == (1, 1 + 64 * 64, 32) and big.requires_grad  # learnable: interpolated with grad

@@ -95,7 +95,7 @@ def decoder_desc(cfg) -> str:
 def precision_desc(cfg, part: str = "") -> str:
     wrapper = cfg.optim_wrapper
     if part:
-        dtype = cfg.model.backbone.get("autocast_dtype")
+        dtype = (cfg.get("autocast_modules") or {}).get("backbone")
         return f"{dtype} autocast ({part})".replace("bfloat16", "bf16") if dtype else "fp32"
     if wrapper.get("type") == "AutocastOptimWrapper":
         return f"{wrapper.get('dtype', 'bfloat16')} autocast".replace("bfloat16", "bf16")

@@ -302,7 +302,7 @@ def segmentation_rows(rel: str, size: str) -> List[Row]:
         Row("lr schedule", sched_desc(cfg), "linear warm-up 0-1500 it (from 1e-6x); poly (power 1.0) 1500-160000 it "
             "to 0", src),
         Row("taps (blocks)", str(tuple(bb.out_indices)), "(7, 11, 15, 23)" if large else "(3, 5, 7, 11)", src),
-        Row("relative position bias", "zero-init, every block" if bb.use_rel_pos_bias else "none",
+        Row("relative position bias", "zero-init, every block" if bb.rel_pos == "bias" else str(bb.rel_pos or "none"),
             "zero-init, every block", "MAE paper A.4"),
         Row("decode head channels", str(cfg.model.decode_head.channels), "1024" if large else "768", src),
         Row("single-scale test", f"slide {cfg.model.test_cfg.crop_size[0]}, stride {cfg.model.test_cfg.stride[0]}",

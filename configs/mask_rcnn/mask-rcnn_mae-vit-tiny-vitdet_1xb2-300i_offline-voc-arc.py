@@ -6,12 +6,13 @@
 #       work_dirs/mask-rcnn_mae-vit-tiny-vitdet_1xb2-300i_offline-voc-arc/iter_300.pth --show-dir vis
 _base_ = ['./_base_/mask-rcnn_mae-vit-b_vitdet.py', './_base_/offline-voc-arc_instance.py']
 C = 128  # neck / head width (stock 256)
+autocast_modules = dict(backbone=None, neck=None)  # fp32 on any CPU (--amp bf16 turns these parts to bf16)
 model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dim=192, depth=6, num_heads=3), img_size=(288, 384), out_indices=(5,),
                   window_size=6, global_block_indexes=(2, 5), rel_pos_img_size=(288, 384),
-                  drop_path_rate=0.0, autocast_dtype=None, init_cfg=None,
+                  drop_path_rate=0.0, init_cfg=None,
                   final_norm=True),  # LayerNorm the maps: from scratch, unnormalised ViT maps train far slower
-    neck=dict(in_channels=192, out_channels=C, autocast_dtype=None),
+    neck=dict(in_channels=192, out_channels=C),
     rpn_head=dict(in_channels=C, feat_channels=C),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=C),

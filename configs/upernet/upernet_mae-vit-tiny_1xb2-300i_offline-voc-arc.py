@@ -11,10 +11,11 @@ metainfo = dict(
              [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0], [192, 128, 0], [64, 0, 128]])
 scale = (384, 288)
 C = 128
+autocast_modules = dict(backbone=None)  # fp32 on any CPU (--amp bf16 turns these parts to bf16)
 model = dict(
     data_preprocessor=dict(size=None, size_divisor=32),
     backbone=dict(arch=dict(_delete_=True, embed_dim=192, depth=6, num_heads=3), img_size=(288, 384),
-                  out_indices=(1, 2, 3, 5), pyramid=dict(norm='LN'), drop_path_rate=0.0, autocast_dtype=None,
+                  out_indices=(1, 2, 3, 5), pyramid=dict(norm='LN'), drop_path_rate=0.0,
                   final_norm=True, init_cfg=None),
     decode_head=dict(in_channels=[192] * 4, channels=C, num_classes=12, norm_cfg=dict(type='BN', requires_grad=True)),
     auxiliary_head=dict(in_channels=192, channels=64, num_classes=12, norm_cfg=dict(type='BN', requires_grad=True)))

@@ -1,9 +1,9 @@
 """A config's mixed precision made to fit the device: ``--amp`` and every run built by ``build_runner``.
 
 Where a config asks for precision: ``optim_wrapper`` (``AutocastOptimWrapper`` bf16, ``AmpOptimWrapper`` fp16 /
-bf16), the ``autocast_dtype`` of an ``MAEViT`` backbone and a ``ViTDetSimplePyramid`` neck (detection: mmcv's
-RoIAlign / NMS have no bf16 kernels, so only those parts autocast and the heads stay fp32), and an FSDP
-strategy's ``model_wrapper.mixed_precision``. :func:`set_amp` reads the request (or takes ``--amp``), asks
+bf16), the top-level ``autocast_modules = dict(backbone='bfloat16', ...)`` for parts of the model
+(:func:`mae_backbone.precision.autocast_modules`; detection: mmcv's RoIAlign / NMS have no bf16 kernels, so only
+the backbone and neck autocast and the heads stay fp32), and an FSDP strategy's ``model_wrapper.mixed_precision``. :func:`set_amp` reads the request (or takes ``--amp``), asks
 :func:`mae_backbone.precision.resolve_precision` what it means on this device, and writes the answer back: into
 the places that asked (a config's own request), or into every place that can take it (``--amp``).
 """
@@ -17,18 +17,14 @@ from mmengine.logging import print_log
 from ..precision import Precision, canonical_name, resolve_precision
 
 AMP_CHOICES = ("bf16", "fp16", "off")
-_PART_TYPES = {"backbone": ("MAEViT",), "neck": ("ViTDetSimplePyramid",)}  # parts that autocast themselves
 # optimizer wrappers this understands, and the arguments only each of them takes
 _WRAPPER_KEYS = {"OptimWrapper": (), "AutocastOptimWrapper": ("dtype", "device_type"),
                  "AmpOptimWrapper": ("dtype", "loss_scale", "use_fsdp")}
 
 
-def _autocast_parts(cfg: Config) -> list:
-    """The model parts that autocast their own forward (detection: MAEViT backbone and ViTDet neck)."""
-    model = cfg.get("model", {})
-    if model.get("backbone", {}).get("type") != "MAEViT":
-        return []
-    return [model[p] for p, types in _PART_TYPES.items() if model.get(p, {}).get("type") in types]
+def _parts(cfg: Config) -> dict:
+    """The config's ``autocast_modules``: {submodule path: precision or None}."""
+    return cfg.get("autocast_modules") or {}
 
 
 def _fsdp_precision(cfg: Config):
@@ -37,8 +33,17 @@ def _fsdp_precision(cfg: Config):
 
 
 def _parts_request(cfg: Config) -> Optional[str]:
-    """What the self-autocasting parts ask for (the first that asks), or None."""
-    return next((canonical_name(p.autocast_dtype) for p in _autocast_parts(cfg) if p.get("autocast_dtype")), None)
+    """What the parts in ``autocast_modules`` ask for (the first that asks), or None."""
+    return next((canonical_name(v) for v in _parts(cfg).values() if canonical_name(v) != "fp32"), None)
+
+
+def _set_parts(cfg: Config, value: Optional[str], every: bool) -> bool:
+    """Set the parts that asked (``every``: all listed parts) to ``value``; whether any part was set."""
+    parts = _parts(cfg)
+    chosen = [k for k, v in parts.items() if every or canonical_name(v) != "fp32"]
+    for key in chosen:
+        cfg.autocast_modules[key] = value
+    return bool(chosen)
 
 
 def requested_precision(cfg: Config) -> str:
@@ -82,11 +87,11 @@ def set_amp(cfg: Config, amp: Optional[str] = None, device: Optional[str] = None
     """Make ``cfg`` run ``amp`` (``bf16`` / ``fp16`` / ``off``; None: what the config asks for) as the device
     allows (:func:`~mae_backbone.precision.resolve_precision`); returns the resolved precision.
 
-    bf16 -> ``AutocastOptimWrapper`` (detection: the backbone / neck ``autocast_dtype``, heads fp32);
+    bf16 -> ``AutocastOptimWrapper`` (a config with ``autocast_modules``: those parts, the rest fp32);
     fp16 -> ``AmpOptimWrapper`` with dynamic loss scaling (a config's own ``loss_scale`` is kept) over the whole
     model (mmcv's ops have fp16 kernels); fp32 -> ``OptimWrapper``. An FSDP strategy's ``mixed_precision`` follows.
     A config's own request only changes the places that asked; ``amp`` sets them all and refuses an optimizer
-    wrapper type it does not know (with such a wrapper, only the parts that autocast themselves follow the device).
+    wrapper type it does not know (with such a wrapper, only the parts in ``autocast_modules`` follow the device).
     A config's fp16 on a CPU runs fp32 with a warning (``--amp fp16`` is refused)."""
     if amp is not None and amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {AMP_CHOICES}, got {amp!r}")
@@ -100,19 +105,15 @@ def set_amp(cfg: Config, amp: Optional[str] = None, device: Optional[str] = None
     if device is None:
         from mmengine.device import get_device
         device = get_device()
-    if unknown:  # not ours to change: only the parts that autocast themselves follow the device
+    if unknown:  # not ours to change: only the parts in autocast_modules follow the device
         prec = resolve_precision(_parts_request(cfg) or "fp32", device, loss_scaling=False)
-        for part in _autocast_parts(cfg):
-            if part.get("autocast_dtype"):
-                part.autocast_dtype = prec.dtype_name
+        _set_parts(cfg, prec.dtype_name, every=False)
         return prec
     want = canonical_name(amp) if explicit else requested_precision(cfg)
     prec = resolve_precision(want, device, loss_scaling=True, strict=explicit)
-    parts = [p for p in _autocast_parts(cfg) if explicit or p.get("autocast_dtype")]
-    for part in parts:
-        part.autocast_dtype = prec.dtype_name if prec.name == "bf16" else None
+    parts = _set_parts(cfg, prec.dtype_name if prec.name == "bf16" else None, every=explicit)
     if ow is not None:
-        _set_wrapper(ow, _wrapper_kind(kind, prec, explicit, bool(parts)), prec)
+        _set_wrapper(ow, _wrapper_kind(kind, prec, explicit, parts), prec)
     mp = _fsdp_precision(cfg)
     if mp is not None:
         cfg.strategy.model_wrapper.mixed_precision = None if prec.dtype is None else dict(

@@ -47,9 +47,7 @@ class MAEClassifier(BaseModel):
         self.arch, self.num_classes, self.model_kwargs = arch, num_classes, dict(model_kwargs)
         self.model = create_classifier(arch, num_classes, **model_kwargs)
         if pretrained:
-            unused = [r"^decoder_", r"^mask_token$"] + ([r"^norm\."] if self.model.global_pool == "avg" else [])
-            self.load_report = load_checkpoint(self.model, pretrained, allowed_missing=[r"^(head|fc_norm)\."],
-                                               allowed_unexpected=unused)
+            self.load_report = load_checkpoint(self.model, pretrained)  # the classifier's contract: head new, decoder unused
         self.freeze_report = partial_finetune(self.model, finetune_blocks, variant)
         logger.info("%s", self.freeze_report)
         maybe_compile(self.model, compile)

@@ -19,6 +19,7 @@ from mmengine.registry import HOOKS
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, images_to_batch
 from ..data.datasets import ImageFolder, open_image
 from ..models import create_model
+from ..precision import autocast_modules
 from ..visualize import reconstruction_grid
 from .fsdp import full_state_dict, is_fsdp
 
@@ -305,6 +306,22 @@ class MMCVOpsCheckHook(Hook):
     def before_run(self, runner) -> None:
         if isinstance(runner.model, torch.nn.Module):
             check_mmcv_ops(runner.model)
+
+
+@HOOKS.register_module()
+class AutocastModulesHook(Hook):
+    """Runs parts of the model in mixed precision, train, val and test: ``modules`` maps submodule paths to a
+    precision (``dict(backbone='bfloat16', neck='bfloat16')``), applied before the run by
+    :func:`mae_backbone.precision.autocast_modules` (the device's precision rule, float32 outputs).
+    ``build_runner`` adds it for a config's top-level ``autocast_modules`` (which ``--amp`` rewrites); a config run
+    by another launcher can list it in ``custom_hooks``."""
+    priority = "VERY_HIGH"
+
+    def __init__(self, modules: dict):
+        self.modules = dict(modules)
+
+    def before_run(self, runner) -> None:
+        autocast_modules(bare_model(runner.model), self.modules)
 
 
 class NonFiniteLossError(RuntimeError):

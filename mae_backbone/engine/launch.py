@@ -209,6 +209,54 @@ def check_schedule(cfg: Config) -> None:
                        max_epochs)
 
 
+# mmseg's layer-decay constructors -> the MAEViT-aware ones ``downstream`` registers beside them (mmseg's rule
+# groups layers by the parameter name ``backbone.layers.N``; MAEViT's blocks are ``backbone.blocks.N``)
+MMSEG_LAYER_DECAY_CONSTRUCTORS = {
+    "LayerDecayOptimizerConstructor": "MAEViTLayerDecayOptimizerConstructor",
+    "LearningRateDecayOptimizerConstructor": "MAEViTLearningRateDecayOptimizerConstructor",
+}
+
+
+def _type_names(value) -> set:
+    """The names a config ``type`` / ``constructor`` stands for: a registry name without its scope
+    (``'mmseg.MAEViT'`` -> ``MAEViT``), or a class's name and its bases' names."""
+    if isinstance(value, str):
+        return {value.rsplit(".", 1)[-1]}
+    return {c.__name__ for c in getattr(value, "__mro__", ())}
+
+
+def check_layer_decay_constructor(cfg: Config) -> None:
+    """Refuse mmseg's ``LayerDecayOptimizerConstructor`` / ``LearningRateDecayOptimizerConstructor`` on a model
+    whose backbone is an ``MAEViT``: mmseg's rule assigns layers by the parameter name ``backbone.layers.N``, finds
+    no such name among MAEViT's ``backbone.blocks.N`` and trains every block at lr scale 1 (only the patch
+    embedding and position table decayed), silently. The error names the fix: the MAEViT-aware constructor of
+    the same ``paramwise_cfg`` that ``downstream`` registers in mmseg (``MAEViTLayerDecayOptimizerConstructor``
+    / ``MAEViTLearningRateDecayOptimizerConstructor``). Any other backbone is left to mmseg's rule."""
+    optim = cfg.get("optim_wrapper")
+    model = cfg.get("model")
+    if not isinstance(optim, dict) or not isinstance(model, dict):
+        return
+    constructor = optim.get("constructor")
+    if constructor is None:
+        return
+    if not isinstance(constructor, str) and not str(getattr(constructor, "__module__", "")).startswith("mmseg"):
+        return  # a class object: only mmseg's own classes use mmseg's rule
+    names = _type_names(constructor) & set(MMSEG_LAYER_DECAY_CONSTRUCTORS)
+    if not names:
+        return
+    module = model.get("module") if isinstance(model.get("module"), dict) else model  # a TTA wrapper's model
+    backbone = module.get("backbone")
+    if not isinstance(backbone, dict) or "MAEViT" not in _type_names(backbone.get("type")):
+        return
+    name = next(n for n in MMSEG_LAYER_DECAY_CONSTRUCTORS if n in names)  # LayerDecay... first (a subclass)
+    fix = MMSEG_LAYER_DECAY_CONSTRUCTORS[name]
+    raise ValueError(
+        f"optim_wrapper.constructor={name!r} is mmseg's layer-decay rule, which groups layers by the parameter "
+        f"name 'backbone.layers.N'; the MAEViT backbone's blocks are 'backbone.blocks.N', so every block would "
+        f"train at lr scale 1 (only the patch embedding and position table decayed). Use "
+        f"constructor='{fix}' (same paramwise_cfg; registered in mmseg by custom_imports=dict(imports=['downstream']))")
+
+
 def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None):
     """Initialise distributed state, derive lr, fit the precision to the device and build the runner ``cfg``
     names: mmengine's ``Runner`` (DDP), or ``FlexibleRunner`` for ``runner_type='FlexibleRunner'`` with its
@@ -217,13 +265,15 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None)
     ``amp``: ``bf16`` / ``fp16`` / ``off`` overrides the config's precision (``tools/train.py --amp``); either way
     :func:`~mae_backbone.engine.amp.set_amp` makes it what the device supports. Before the first iteration, a
     model on CUDA that runs mmcv's ops is checked against an mmcv compiled without CUDA kernels; a non-finite loss
-    stops every run (:class:`~mae_backbone.engine.hooks.FiniteLossHook`)."""
+    stops every run (:class:`~mae_backbone.engine.hooks.FiniteLossHook`). mmseg's layer-decay constructor on an
+    ``MAEViT`` backbone is refused (:func:`check_layer_decay_constructor`)."""
     from mmengine.runner import FlexibleRunner, Runner
 
     from .amp import set_amp
     from .fsdp import runner_type
-    from .hooks import FiniteLossHook
+    from .hooks import AutocastModulesHook, FiniteLossHook
 
+    check_layer_decay_constructor(cfg)
     kind = runner_type(cfg, launcher)  # refuse a bad strategy before any process group exists; CPU DDP set-up
     world_size = init_distributed(launcher, port=int(os.environ.get("MASTER_PORT", 29500)))
     cfg.launcher = launcher
@@ -232,6 +282,8 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None)
     set_amp(cfg, amp)
     runner = (FlexibleRunner if kind == "FlexibleRunner" else Runner).from_cfg(cfg)
     runner.register_hook(dict(type="MMCVOpsCheckHook"), priority="VERY_HIGH")
+    if cfg.get("autocast_modules"):
+        runner.register_hook(AutocastModulesHook(cfg.autocast_modules), priority="VERY_HIGH")
     if not any(isinstance(h, FiniteLossHook) for h in runner.hooks):  # a config may add its own (settings)
         runner.register_hook(FiniteLossHook())
     return runner

@@ -5,6 +5,8 @@ classifiers keep their flat keys (``blocks.N.*``, ``fc_norm``, ``head``).
 """
 from __future__ import annotations
 
+from typing import List
+
 import torch
 from timm.layers import trunc_normal_
 from torch import nn
@@ -46,6 +48,14 @@ class ViTClassifier(VisionTransformer):
         nn.init.zeros_(linear.bias)
         self.head = nn.Sequential(nn.BatchNorm1d(self.embed_dim, affine=False, eps=1e-6), linear) \
             if linear_probe else linear
+
+    def expected_new_keys(self) -> List[str]:
+        """The encoder's, plus the head and its norm (an MAE checkpoint has neither)."""
+        return super().expected_new_keys() + [r"^(head|fc_norm)\."]
+
+    def expected_unused_keys(self) -> List[str]:
+        """The encoder's, plus the final ``norm`` under average pooling (it is replaced by ``fc_norm``)."""
+        return super().expected_unused_keys() + ([r"^norm\."] if self.global_pool == "avg" else [])
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 1 + L, D) from ``forward_features`` -> pooled features (B, D)."""

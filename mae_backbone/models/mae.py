@@ -6,7 +6,7 @@ the state dict has the official flat layout (``blocks.N.*`` for the encoder,
 """
 from __future__ import annotations
 
-from typing import Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
 import torch
 from torch import nn
@@ -95,12 +95,13 @@ class MaskedAutoencoder(VisionTransformer):
     def no_weight_decay(self) -> Set[str]:
         return super().no_weight_decay() | {"mask_token", "decoder_pos_embed"}
 
+    def expected_unused_keys(self) -> List[str]:
+        """Nothing: an MAE checkpoint's decoder is this model's (a deeper decoder must not load silently)."""
+        return []
+
     def decoder_pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """Decoder position table (1, 1 + h*w, Dd) for a patch grid."""
-        if tuple(grid) == self.grid:
-            return self.decoder_pos_embed
-        table = get_2d_sincos_pos_embed(self.decoder_embed_dim, grid, cls_token=True)[None]
-        return table.to(self.decoder_pos_embed)
+        """Decoder position table (1, 1 + h*w, Dd) for a patch grid (the encoder's rule: :meth:`fixed_table`)."""
+        return self.fixed_table("decoder_pos_embed", grid)
 
     # ----------------------------------------------------------------- encoder
     def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float,

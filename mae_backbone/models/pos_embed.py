@@ -88,3 +88,27 @@ def is_sincos_table(pos_embed: torch.Tensor, grid: GridSize, num_prefix_tokens: 
         return False
     ref = get_2d_sincos_pos_embed(c, (h, w))
     return torch.allclose(pos_embed[0, num_prefix_tokens:].float().cpu(), ref, atol=atol)
+
+
+def adapt_pos_embed(table: torch.Tensor, new_grid: GridSize, old_grid: GridSize | None = None,
+                    is_sincos: bool | None = None) -> torch.Tensor:
+    """A (1, 1 + h*w, C) position table for another grid, by the one rule used at load and at run time: the
+    official fixed sin-cos table is rebuilt exactly (a zero cls row, as stored), any other table (learned, or a
+    fixed one in another layout) is interpolated bicubically with its cls row kept.
+
+    ``old_grid`` defaults to the square grid of the table's rows; ``is_sincos`` (default: tested) lets a caller
+    that already knows skip the test.
+    """
+    if old_grid is None:
+        n = table.shape[1] - 1
+        side = int(round(n ** 0.5))
+        if side * side != n:
+            raise ValueError(f"{n} position tokens (after one cls row) do not form a square grid; pass old_grid")
+        old_grid = (side, side)
+    if to_2tuple(new_grid) == to_2tuple(old_grid):
+        return table
+    if is_sincos is None:
+        is_sincos = is_sincos_table(table.detach(), old_grid)
+    if is_sincos:
+        return get_2d_sincos_pos_embed(table.shape[-1], new_grid, cls_token=True)[None].to(table)
+    return resize_pos_embed(table, new_grid, old_grid)

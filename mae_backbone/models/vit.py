@@ -6,6 +6,7 @@ class. Parameter names follow official MAE / timm (``patch_embed.proj``, ``cls_t
 """
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import List, Optional, Sequence, Set, Tuple, Type, Union
 
@@ -13,8 +14,8 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from .attention import Block
-from .pos_embed import get_2d_sincos_pos_embed, is_sincos_table, resize_pos_embed, to_2tuple
+from .attention import Block, BlockSpec, check_rel_pos
+from .pos_embed import adapt_pos_embed, get_2d_sincos_pos_embed, is_sincos_table, to_2tuple
 
 LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)
 
@@ -67,10 +68,10 @@ class VisionTransformer(nn.Module):
         window_size: > 0 makes every block not in ``global_block_indexes`` attend within
             non-overlapping window_size x window_size windows (ViTDet); needs ``use_cls_token=False``.
         global_block_indexes: blocks that keep global attention when ``window_size`` > 0.
-        use_rel_pos: ViTDet's decomposed relative position in every block (zero-initialised;
-            windowed blocks get window-sized tables, global ones tables for ``rel_pos_img_size``).
-        use_rel_pos_bias: BEiT's relative position bias in every block (a learned scalar per head and
-            offset, cls-aware; zero-initialised), as the MAE paper's ADE20K transfer.
+        rel_pos: relative positions in every block, zero-initialised: ``'decomposed'`` (ViTDet: per-axis
+            tables, patch tokens only; needs ``use_cls_token=False``) or ``'bias'`` (BEiT: a learned scalar per
+            head and offset, cls-aware; the MAE paper's ADE20K transfer). Windowed blocks get window-sized tables,
+            global ones tables for ``rel_pos_img_size``.
         layer_scale_init: add per-block residual layer scales (``ls1.gamma``, ``ls2.gamma``) with this
             initial value (1.0 starts as the plain block; mmseg's MAE transfer configs use it).
         rel_pos_img_size: image size the global blocks' relative tables are sized for (the
@@ -82,8 +83,9 @@ class VisionTransformer(nn.Module):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  norm_layer: Type[nn.Module] = LayerNorm6, learnable_pos_embed: bool = False,
                  grad_checkpointing: bool = False, use_cls_token: bool = True, window_size: int = 0,
-                 global_block_indexes: Sequence[int] = (), use_rel_pos: bool = False,
-                 use_rel_pos_bias: bool = False, layer_scale_init: Optional[float] = None, rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None):
+                 global_block_indexes: Sequence[int] = (), rel_pos: Optional[str] = None,
+                 layer_scale_init: Optional[float] = None,
+                 rel_pos_img_size: Optional[Union[int, Tuple[int, int]]] = None):
         super().__init__()
         self.img_size = to_2tuple(img_size)
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
@@ -97,17 +99,21 @@ class VisionTransformer(nn.Module):
         self.use_cls_token = use_cls_token
         self.num_prefix_tokens = 1 if use_cls_token else 0
         self.window_size = window_size
-        self.use_rel_pos = use_rel_pos
-        self.use_rel_pos_bias = use_rel_pos_bias
+        self.rel_pos = rel_pos
         self.layer_scale_init = layer_scale_init
+        self.drop_path_rate = drop_path_rate
         self.global_block_indexes = self._check_transfer_args(
-            depth, window_size, global_block_indexes, use_rel_pos, use_cls_token)
+            depth, window_size, global_block_indexes, rel_pos, use_cls_token)
+        rp = to_2tuple(rel_pos_img_size) if rel_pos_img_size is not None else self.img_size
+        self.rel_pos_grid = (rp[0] // patch_size, rp[1] // patch_size)  # the global blocks' relative tables
+        # masked encoding (ids_keep) gathers tokens off their grid: global attention without relative positions only
+        self.supports_masked_encoding = not window_size and rel_pos is None
         self.grad_checkpointing = grad_checkpointing
         self.learnable_pos_embed = learnable_pos_embed
         self.num_frozen_blocks = 0
-        # whether the fixed table is the official sin-cos one (rebuilt exactly at other grids) or a
-        # foreign layout (interpolated); re-decided whenever weights are loaded
-        self._pos_is_sincos = True
+        # per fixed position table: is it the official sin-cos one (rebuilt exactly at other grids) or a foreign
+        # layout (interpolated)? Re-decided whenever weights are loaded
+        self._is_sincos: dict = {}
         self._table_cache: dict = {}
         self.register_load_state_dict_post_hook(VisionTransformer._after_load)
 
@@ -116,26 +122,26 @@ class VisionTransformer(nn.Module):
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim),
                                       requires_grad=learnable_pos_embed)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # as linspace, meta-safe
-        rp = to_2tuple(rel_pos_img_size) if rel_pos_img_size is not None else self.img_size
-        global_rel_grid = (rp[0] // patch_size, rp[1] // patch_size)
-        windows = [0 if (not window_size or i in self.global_block_indexes) else window_size
-                   for i in range(depth)]
         self.blocks = nn.ModuleList([
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i],
-                  norm_layer=norm_layer, window_size=windows[i],
-                  rel_pos_size=None if not use_rel_pos else
-                  ((windows[i], windows[i]) if windows[i] else global_rel_grid),
-                  rel_pos_bias_size=None if not use_rel_pos_bias else
-                  ((windows[i], windows[i]) if windows[i] else global_rel_grid),
-                  layer_scale_init=layer_scale_init)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, norm_layer=norm_layer,
+                  layer_scale_init=layer_scale_init, **self.block_spec(i).block_args())
             for i in range(depth)])
         self.norm = norm_layer(embed_dim)
         self._init_encoder_weights()
 
+    def block_spec(self, i: int) -> BlockSpec:
+        """Block i's settings: window (0 for the global blocks), relative positions sized for its tokens' grid
+        (the window, or ``rel_pos_img_size`` / patch for a global block), stochastic depth (linear in i)."""
+        window = 0 if (not self.window_size or i in self.global_block_indexes) else self.window_size
+        return BlockSpec(window_size=window, rel_pos=self.rel_pos,
+                         rel_pos_grid=None if self.rel_pos is None else (window, window) if window else self.rel_pos_grid,
+                         drop_path=self.drop_path_rate * i / max(self.depth - 1, 1))  # as linspace, meta-safe
+
     @staticmethod
     def _check_transfer_args(depth: int, window_size: int, global_block_indexes: Sequence[int],
-                             use_rel_pos: bool, use_cls_token: bool) -> Tuple[int, ...]:
+                             rel_pos: Optional[str], use_cls_token: bool) -> Tuple[int, ...]:
+        """Which combinations are legal, checked once: the blocks trust it."""
+        check_rel_pos(rel_pos)
         if window_size < 0:
             raise ValueError(f"window_size must be >= 0 (0 = global attention everywhere), got {window_size}")
         idx = tuple(int(i) + depth if int(i) < 0 else int(i) for i in global_block_indexes)
@@ -145,8 +151,8 @@ class VisionTransformer(nn.Module):
                              f"{depth}-block model (valid 0..{depth - 1})")
         if idx and not window_size:
             raise ValueError("global_block_indexes only means something with window_size > 0")
-        if (window_size or use_rel_pos) and use_cls_token:
-            raise ValueError("window attention and relative positions run on patch tokens only: "
+        if (window_size or rel_pos == "decomposed") and use_cls_token:
+            raise ValueError("window attention and decomposed relative positions run on patch tokens only: "
                              "build the model with use_cls_token=False")
         return tuple(sorted(set(idx)))
 
@@ -167,29 +173,29 @@ class VisionTransformer(nn.Module):
         A learned table, or a fixed one in another layout (e.g. mmpretrain's transposed sin-cos),
         is interpolated; the official fixed sin-cos table is rebuilt exactly for the new grid.
         """
+        if self.learnable_pos_embed and tuple(grid) != self.grid:  # interpolate, keeping the gradient path
+            return adapt_pos_embed(self.pos_embed, grid, self.grid, is_sincos=False)
+        return self.fixed_table("pos_embed", grid)
+
+    def fixed_table(self, name: str, grid: Tuple[int, int]) -> torch.Tensor:
+        """The fixed position table ``name`` at ``grid`` by :func:`~.pos_embed.adapt_pos_embed`'s rule (the one the
+        checkpoint loader applies), cached per grid until the parameter changes."""
+        table = getattr(self, name)
         grid = tuple(grid)
         if grid == self.grid:
-            return self.pos_embed
-        if self.learnable_pos_embed:  # interpolate, keeping the gradient path
-            return resize_pos_embed(self.pos_embed, grid, self.grid)
-        return self._fixed_table(grid)
-
-    def _fixed_table(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """Cached fixed position table at ``grid`` (cache keyed on the parameter's identity and version)."""
-        key = (grid, self.pos_embed.data_ptr(), self.pos_embed._version, self.pos_embed.device, self.pos_embed.dtype)
+            return table
+        key = (name, grid, table.data_ptr(), table._version, table.device, table.dtype)
         if key not in self._table_cache:
-            if self._pos_is_sincos:
-                table = get_2d_sincos_pos_embed(self.embed_dim, grid, cls_token=True)[None]
-            else:
-                table = resize_pos_embed(self.pos_embed.detach(), grid, self.grid)
-            self._table_cache = {k: v for k, v in self._table_cache.items() if k[1:] == key[1:]}
-            self._table_cache[key] = table.to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+            if name not in self._is_sincos:
+                self._is_sincos[name] = is_sincos_table(table.detach().float().cpu(), self.grid)
+            self._table_cache = {k: v for k, v in self._table_cache.items() if k[0] != name or k[2:] == key[2:]}
+            self._table_cache[key] = adapt_pos_embed(table.detach(), grid, self.grid, self._is_sincos[name])
         return self._table_cache[key]
 
     @staticmethod
     def _after_load(module: "VisionTransformer", incompatible_keys) -> None:
-        """After any ``load_state_dict``: is the loaded fixed table the official sin-cos one?"""
-        module._pos_is_sincos = is_sincos_table(module.pos_embed.detach().float().cpu(), module.grid)
+        """After any ``load_state_dict``: the fixed tables' layout is decided again on next use."""
+        module._is_sincos = {}
         module._table_cache = {}
 
     def embed_patches(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, int]]:
@@ -221,7 +227,7 @@ class VisionTransformer(nn.Module):
         """(B, C, H, W) -> normalised tokens (B, 1 + L, D), or (B, 1 + K, D) for ``ids_keep`` (B, K)."""
         tokens, cls, grid = self.embed_patches(x)
         if ids_keep is not None:
-            if self.window_size or self.use_rel_pos or self.use_rel_pos_bias:
+            if not self.supports_masked_encoding:
                 raise ValueError("ids_keep (masked encoding) needs global attention without relative "
                                  "positions; window attention / rel-pos are for transfer on full grids")
             tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
@@ -282,11 +288,22 @@ class VisionTransformer(nn.Module):
         """
         names = {"cls_token", "pos_embed"}
         for i, blk in enumerate(self.blocks):
-            if blk.attn.use_rel_pos:
-                names |= {f"blocks.{i}.attn.rel_pos_h", f"blocks.{i}.attn.rel_pos_w"}
-            if blk.attn.rel_pos_bias is not None:
-                names.add(f"blocks.{i}.attn.rel_pos_bias.table")
+            names |= {f"blocks.{i}.attn.{p}" for p in blk.attn.position_params}
         return names
+
+    # ---------------------------------------------------------- checkpoint contract
+    def expected_new_keys(self) -> List[str]:
+        """Regexes of parameters an MAE / classification checkpoint may lack: the zero-initialised additions
+        (relative position tables, layer scales). :func:`mae_backbone.checkpoint.load_checkpoint` allows them."""
+        keys = sorted({rf"^blocks\.\d+\.attn\.{re.escape(p)}$" for blk in self.blocks for p in blk.attn.position_params})
+        if self.layer_scale_init:
+            keys.append(r"^blocks\.\d+\.ls[12]\.gamma$")
+        return keys
+
+    def expected_unused_keys(self) -> List[str]:
+        """Regexes of tensors an MAE checkpoint has that this model does not use (the decoder and mask token; the
+        cls token of a patch-only model). :func:`mae_backbone.checkpoint.load_checkpoint` reports them unused."""
+        return [r"^decoder_", r"^mask_token$"] + ([] if self.use_cls_token else [r"^cls_token$"])
 
     def freeze(self, num_frozen_blocks: int) -> None:
         """Freeze patch embedding, cls/pos tokens and blocks[:n] (no grad, eval mode); n = 0 freezes nothing.

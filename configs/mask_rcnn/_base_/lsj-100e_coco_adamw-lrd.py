@@ -1,7 +1,7 @@
 # COCO instance segmentation, 1024x1024 large-scale jitter (scale 0.1-2.0), ~100 epochs
 # (RepeatDataset x4 for 25 epochs, lr steps at 88 / 96 epochs), batch 64 = 16 GPUs x 4,
 # AdamW lr 1e-4 wd 0.1 with layer-wise lr decay from the backbone's layer_id(). Mixed precision:
-# the model configs run the backbone (and ViTDet neck) in bf16 autocast (autocast_dtype); mmcv's
+# the model configs run the backbone (and ViTDet neck) in bf16 autocast (autocast_modules); mmcv's
 # RoIAlign / NMS have no bf16 kernels, so the heads stay fp32 (fp16 on GPU: --amp fp16).
 # CocoMetric (pycocotools) for bbox and segm. Model configs set layer_decay.
 _base_ = ['mmdet::common/lsj-100e_coco-instance.py']  # the model bases import downstream (PadToCanvas)

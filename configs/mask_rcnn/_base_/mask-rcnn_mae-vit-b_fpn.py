@@ -18,6 +18,9 @@ model = dict(
         pyramid=dict(rescales=(4, 2, 1, 0.5), norm='SyncBN'),
         drop_path_rate=0.1,
         grad_checkpointing=False,        # True: recompute blocks in backward (less activation memory)
-        autocast_dtype='bfloat16',       # bf16 backbone, fp32 maps out (heads fp32: mmcv ops lack bf16)
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
     neck=dict(in_channels=[768, 768, 768, 768]))
+# mixed precision where the FLOPs are: the backbone (with its rescaling pyramid) in bf16, fp32 maps out; the FPN
+# and heads stay fp32 (mmcv's RoIAlign / NMS have no bf16 kernels). The device's rule applies (fp32 where it has
+# no native bf16); --amp rewrites it (mae_backbone.precision.autocast_modules)
+autocast_modules = dict(backbone='bfloat16')

@@ -16,11 +16,10 @@ model = dict(
         out_indices=(11,),
         window_size=14,                  # grids that are not a multiple of 14 are padded per block
         global_block_indexes=(2, 5, 8, 11),
-        use_rel_pos=True,
+        rel_pos='decomposed',
         rel_pos_img_size=1024,
         drop_path_rate=0.1,
         grad_checkpointing=False,
-        autocast_dtype='bfloat16',       # bf16 backbone, fp32 maps out (heads fp32: mmcv ops lack bf16)
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
     neck=dict(
         _delete_=True,
@@ -29,9 +28,12 @@ model = dict(
         out_channels=256,
         scale_factors=(4.0, 2.0, 1.0, 0.5),
         norm='LN',
-        extra_pool=True,
-        autocast_dtype='bfloat16'),
+        extra_pool=True),
     rpn_head=dict(num_convs=2),
     roi_head=dict(
         bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=norm_cfg),
         mask_head=dict(norm_cfg=norm_cfg)))
+# mixed precision where the FLOPs are: backbone and simple pyramid in bf16, fp32 maps out; the heads stay fp32
+# (mmcv's RoIAlign / NMS have no bf16 kernels). The device's rule applies (fp32 where it has no native bf16);
+# --amp rewrites it (mae_backbone.precision.autocast_modules)
+autocast_modules = dict(backbone='bfloat16', neck='bfloat16')

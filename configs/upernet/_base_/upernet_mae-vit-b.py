@@ -19,9 +19,8 @@ model = dict(
         img_size=512,                    # position table resized from the 14x14 checkpoint at load (reported)
         out_indices=(3, 5, 7, 11),
         pyramid=dict(rescales=(4, 2, 1, 0.5), norm='SyncBN'),
-        use_rel_pos_bias=True,
+        rel_pos='bias',
         drop_path_rate=0.1,
-        autocast_dtype='bfloat16',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
     decode_head=dict(
         type='UPerHead', in_channels=[768, 768, 768, 768], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
@@ -33,6 +32,9 @@ model = dict(
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
+# the backbone (with its rescaling pyramid) in bf16, fp32 maps to the heads; the device's rule applies (fp32 where
+# it has no native bf16); --amp rewrites it (mae_backbone.precision.autocast_modules)
+autocast_modules = dict(backbone='bfloat16')
 
 # TensorBoard scalars (loss terms, lr, metrics) next to mmengine's local logs, as the pretraining configs do
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
