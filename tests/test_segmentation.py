@@ -280,3 +280,21 @@ def test_head_class_count_must_match_the_dataset(tmp_path):
     wrong = MODELS.build(cfg.model)
     with pytest.raises(ValueError, match="decode_head.num_classes = 150 but the dataset has 12"):
         hook.before_train(SimpleNamespace(model=wrong, train_dataloader=SimpleNamespace(dataset=ds)))
+
+
+def test_openmmlab_relative_position_switches_map_onto_rel_pos():
+    """mmdet ViTDet's use_rel_pos, mmpretrain BEiT's use_rel_pos_bias and mmseg's MAE argument set (init_values) build
+    the kind they mean; two kinds, or a switch beside rel_pos, are refused."""
+    from downstream import MAEViT
+    tiny = dict(arch=dict(embed_dim=32, depth=2, num_heads=2), img_size=32, out_indices=(1,))
+    assert MAEViT(**tiny).rel_pos is None
+    assert MAEViT(**tiny, use_rel_pos=True).rel_pos == "decomposed"
+    assert not MAEViT(**tiny, use_rel_pos=True).use_cls_token  # decomposed tables index patch tokens only
+    assert MAEViT(**tiny, use_rel_pos_bias=True).rel_pos == "bias"
+    assert MAEViT(**tiny, init_values=0.1).rel_pos == "bias"  # mmseg's MAE backbone always has the bias
+    assert MAEViT(**tiny, init_values=0.1, use_rel_pos_bias=False).rel_pos is None  # unless switched off
+    assert MAEViT(**tiny, rel_pos=None, init_values=0.1).rel_pos is None
+    with pytest.raises(ValueError, match="one kind of relative position"):
+        MAEViT(**tiny, use_rel_pos=True, use_rel_pos_bias=True)
+    with pytest.raises(ValueError, match="either rel_pos or"):
+        MAEViT(**tiny, rel_pos="bias", use_rel_pos_bias=True)
