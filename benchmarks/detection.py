@@ -17,9 +17,9 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
 
 from mae_backbone.precision import autocast_module, autocast_modules
-from mmengine.registry import init_default_scope
 
 from .measure import count_flops, interleaved_times, median_time, ran_precision, rss_mib, sync, tensor_memory, time_stats
 
@@ -53,7 +53,8 @@ def detection_iteration(variant: str = "vitdet", config: str = None, batch: int 
     rss0 = rss_mib()
     model = MODELS.build(cfg.model).to(device).train()
     # dtype: the config's autocast_modules (backbone, ViTDet neck) in bf16; mmcv's RoIAlign / NMS keep the heads fp32
-    autocast_modules(model, {part: {"fp32": None, "bf16": "bfloat16"}[dtype] for part in cfg.autocast_modules})
+    parts = cfg.get("autocast_modules") or {"backbone": None}  # a config without the entry: the backbone
+    autocast_modules(model, {part: {"fp32": None, "bf16": "bfloat16"}[dtype] for part in parts})
     wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     with tempfile.TemporaryDirectory() as tmp:
         write_offline_coco(tmp)

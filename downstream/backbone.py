@@ -59,6 +59,9 @@ def _pair(size, name: str):
 def translate_mm_kwargs(kwargs: Dict) -> Dict:
     """Map mmseg / mmpretrain ViT arguments onto ours; refuse the ones whose meaning we do not implement."""
     kwargs = dict(kwargs)
+    if "autocast_dtype" in kwargs:
+        raise ValueError("MAEViT no longer takes autocast_dtype: set the config's top-level "
+                         "autocast_modules = dict(backbone='bfloat16') (neck='bfloat16' for the ViTDet neck)")
     for old, new in MM_ALIASES.items():
         if old in kwargs:
             if new in kwargs:
@@ -91,14 +94,16 @@ def _rel_pos_arg(rel_pos: Optional[str], kwargs: Dict) -> Optional[str]:
     ``'decomposed'``, mmpretrain BEiT's ``use_rel_pos_bias`` -> ``'bias'``; ``'auto'``: mmseg's MAE / BEiT argument
     set (``init_values``) always has BEiT's bias, so a stock config switched to MAEViT builds the same model."""
     switches = {name: kwargs.pop(name) for name in ("use_rel_pos", "use_rel_pos_bias") if name in kwargs}
-    asked = [{"use_rel_pos": "decomposed", "use_rel_pos_bias": "bias"}[n] for n, on in switches.items() if on]
-    if len(asked) > 1:
-        raise ValueError("use_rel_pos and use_rel_pos_bias both set: one kind of relative position per model "
-                         "(rel_pos='decomposed' for ViTDet, rel_pos='bias' for BEiT / the MAE paper's ADE20K)")
     if switches and rel_pos != "auto":
         raise ValueError(f"pass either rel_pos or the OpenMMLab switch {sorted(switches)}, not both")
-    if switches:
-        return asked[0] if asked else None
+    decomposed, bias = switches.get("use_rel_pos"), switches.get("use_rel_pos_bias")
+    if decomposed and bias:
+        raise ValueError("use_rel_pos and use_rel_pos_bias both set: one kind of relative position per model "
+                         "(rel_pos='decomposed' for ViTDet, rel_pos='bias' for BEiT / the MAE paper's ADE20K)")
+    if decomposed:
+        return "decomposed"
+    if bias is not None:
+        return "bias" if bias else None
     if rel_pos == "auto":
         return "bias" if "init_values" in kwargs else None
     return rel_pos

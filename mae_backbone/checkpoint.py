@@ -312,6 +312,12 @@ def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], str
     report.unexpected = sorted(set(sd) - model_keys)
     undeclared = [k for k in report.missing if not any(re.search(p, k) for p in allowed_missing)]
     surprising = [k for k in report.unexpected if not any(re.search(p, k) for p in allowed_unexpected)]
+    check = getattr(model, "check_checkpoint_keys", None)  # a model's own rule beyond its key lists
+    if strict and callable(check):
+        try:
+            check(report.missing)
+        except ValueError as e:
+            raise CheckpointError(f"strict load failed: {e}") from None
     if strict and (undeclared or surprising):
         raise CheckpointError(
             f"strict load failed: {len(undeclared)} missing keys {_abbrev(undeclared)}, "

@@ -208,26 +208,40 @@ class _ModuleAutocast:
         self.requested = requested
         self._open = []  # autocast contexts of calls in progress (nested calls close in order)
 
+    # torch.compile runs the hooks eagerly (dynamo cannot trace an autocast entered in one hook and left in another)
+    # and traces the forward between them under the autocast state they set, which it guards on
+    @torch._dynamo.disable
     def enter(self, module, args, kwargs):
-        device = next((t.device for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)), None)
+        device = _first_device((args, kwargs))
         if device is None:
-            device = next((p.device for p in module.parameters()), None)
+            device = next((t.device for t in (*module.parameters(), *module.buffers())), None)
         ctx = autocast(self.requested, device)
         ctx.__enter__()
         self._open.append(ctx)
 
+    @torch._dynamo.disable
     def exit(self, module, args, kwargs, output):
-        self._open.pop().__exit__(None, None, None)
+        if self._open:  # empty when a hook registered before ours raised before ours ran
+            self._open.pop().__exit__(None, None, None)
         return _float32(output)
 
     def __getstate__(self):  # a copy (deepcopy, pickle) has no call in progress
         return {"requested": self.requested, "_open": []}
 
 
+def _first_device(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.device
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else ()
+    return next((d for d in map(_first_device, items) if d is not None), None)
+
+
 def _float32(out):
     if isinstance(out, torch.Tensor):
         return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
-    if isinstance(out, (tuple, list)) and not hasattr(out, "_fields"):
+    if isinstance(out, tuple) and hasattr(out, "_fields"):  # a namedtuple
+        return type(out)(*(_float32(o) for o in out))
+    if isinstance(out, (tuple, list)):
         return type(out)(_float32(o) for o in out)
     if isinstance(out, dict):
         return type(out)((k, _float32(v)) for k, v in out.items())

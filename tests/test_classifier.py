@@ -35,6 +35,10 @@ def test_finetune_from_mae_checkpoint_declares_exactly_the_new_keys():
     assert {k.split(".")[0] for k in report.unexpected} == {"decoder_embed", "decoder_blocks", "decoder_norm",
                                                             "decoder_pred", "decoder_pos_embed", "mask_token", "norm"}
     assert torch.equal(clf.blocks[1].mlp.fc1.weight, mae.blocks[1].mlp.fc1.weight)
+    # the head is new as a whole or not at all: a token-pooling classifier's head for an average-pooling one
+    token = create_classifier("vit_tiny_patch16", 10, img_size=32, depth=2, global_pool="token")
+    with pytest.raises(CheckpointError, match=r"part of the classification head but not \['fc_norm.bias', 'fc_norm"):
+        load_checkpoint(clf, token.state_dict())
     # anything beyond the contract still fails: a block the classifier lacks
     deeper = mae_vit_tiny_patch16(img_size=32, depth=3, decoder_depth=1)
     with pytest.raises(CheckpointError, match=r"unexpected keys \['blocks\.2\."):

@@ -151,3 +151,17 @@ def test_block_specs_and_illegal_combinations_are_decided_at_construction():
     assert build(rel_pos="bias").use_cls_token  # BEiT's bias is cls-aware
     with pytest.raises(ValueError, match="grid"):  # a block called without its tokens' grid says what it needs
         build(**VARIANTS["decomposed"][0]).blocks[0](torch.randn(1, 16, 32))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fixed_tables_at_another_grid_stay_sincos_in_low_precision(dtype):
+    """The one position-table rule at run time: a sin-cos table cast to bf16 / fp16 is still rebuilt (not
+    interpolated) for another grid, for the encoder and the MAE decoder, also after a load."""
+    from mae_backbone.models.pos_embed import get_2d_sincos_pos_embed
+    mae = MaskedAutoencoder(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16,
+                            decoder_depth=1, decoder_num_heads=2)
+    mae.load_state_dict(mae.state_dict())
+    mae = mae.to(dtype)
+    for table, width in ((mae.pos_embed_for((6, 5)), 32), (mae.decoder_pos_embed_for((6, 5)), 16)):
+        exact = get_2d_sincos_pos_embed(width, (6, 5), cls_token=True)[None].to(dtype)
+        assert table.dtype == dtype and torch.equal(table, exact)

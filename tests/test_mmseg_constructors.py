@@ -167,3 +167,18 @@ def test_import_downstream_does_not_override_another_packages_registration(regis
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "RegistrationConflict" in run.stdout and f"taken by __main__.{name}" in run.stdout, run.stdout
+
+
+def test_the_check_is_for_training_and_names_mmdets_fix_in_mmdet_scope(tmp_path):
+    cfg = _stock_mmseg_cfg()
+    cfg.model.backbone.type = "MAEViT"
+    cfg.optim_wrapper.constructor = "LearningRateDecayOptimizerConstructor"
+    cfg.default_scope = "mmdet"  # mmdet has a constructor of that name too, grouping by ConvNeXt's names
+    with pytest.raises(ValueError, match="constructor='LayerDecayOptimWrapperConstructor'"):
+        check_layer_decay_constructor(cfg)
+    stale = Config.fromfile(STOCK_SWAP)
+    stale.optim_wrapper.constructor = "LayerDecayOptimizerConstructor"  # a run dumped before the rename
+    stale.work_dir = str(tmp_path)
+    assert build_runner(stale, train=False) is not None  # an evaluation builds no optimizer: not refused
+    with pytest.raises(ValueError, match="MAEViTLayerDecayOptimizerConstructor"):
+        build_runner(stale)

@@ -392,3 +392,73 @@ def test_build_runner_autocasts_the_configs_modules(tmp_path, photo_dir, cpu_bf1
     hook = next(h for h in runner.hooks if isinstance(h, AutocastModulesHook))
     hook.before_run(runner)
     assert module_precision(runner.model.model) == "bf16" and module_precision(runner.model) == "fp32"
+
+
+def test_autocast_parts_under_torch_compile_and_namedtuple_outputs(cpu_bf16):
+    """torch.compile runs the hooks eagerly and traces the part under their autocast: the same numbers as eager."""
+    import collections
+    from mae_backbone.precision import autocast_module
+    cpu_bf16(True)
+    Pair = collections.namedtuple("Pair", "a b")
+
+    class Part(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 16)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return Pair(y, y.relu())
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.part, self.head = Part(), torch.nn.Linear(16, 4)
+
+        def forward(self, x):
+            out = self.part(x)
+            assert out.a.dtype == out.b.dtype == torch.float32  # namedtuple fields handed back in fp32 too
+            return self.head(out.b)
+
+    torch.manual_seed(0)
+    model = Model()
+    autocast_module(model.part, "bf16")
+    x = torch.randn(4, 16)
+    eager = model(x)
+    with torch.no_grad():
+        exact = model.head(model.part.lin(x).relu())
+    assert (eager - exact).abs().max() > 0  # the part ran in bf16
+    compiled = torch.compile(model, backend="aot_eager")(x)
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=0)
+
+
+def test_stock_swap_configs_keep_amp_to_the_backbone(cpu_bf16):
+    """--amp bf16 on a stock config with only the backbone switched: the backbone in bf16, the rest fp32 (mmcv's
+    RoIAlign / NMS have no bf16 kernels), as for our own configs."""
+    pytest.importorskip("mmdet")
+    from mae_backbone.engine.amp import set_amp
+    cpu_bf16(True)
+    cfg = Config.fromfile(osp.join(ROOT, "configs", "mask_rcnn", "mask-rcnn_mae-vit-b-fpn_stock-r50-1x_coco.py"))
+    set_amp(cfg, device="cpu")
+    assert cfg.autocast_modules == dict(backbone=None) and cfg.optim_wrapper.type == "OptimWrapper"
+    set_amp(cfg, "bf16", device="cpu")
+    assert cfg.autocast_modules == dict(backbone="bfloat16") and cfg.optim_wrapper.type == "OptimWrapper"
+
+
+def test_autocast_modules_hook_reaches_through_a_test_time_augmentation_wrapper(cpu_bf16):
+    from types import SimpleNamespace
+    from mae_backbone.engine.hooks import AutocastModulesHook
+    from mae_backbone.precision import module_precision
+    cpu_bf16(True)
+
+    class TTA(torch.nn.Module):  # as mmengine's BaseTTAModel: the model is .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    inner = torch.nn.Module()
+    inner.backbone, inner.head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    AutocastModulesHook(dict(backbone="bfloat16")).before_run(SimpleNamespace(model=TTA(inner)))
+    assert module_precision(inner.backbone) == "bf16" and module_precision(inner.head) == "fp32"
+    with pytest.raises(ValueError, match="no submodule 'neck'"):
+        AutocastModulesHook(dict(neck="bfloat16")).before_run(SimpleNamespace(model=TTA(inner)))

@@ -31,6 +31,7 @@ def test_stock_mmseg_mae_config_with_only_the_backbone_type_and_constructor_swit
                                      "mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py"))
     a, b = _unscoped(ours.to_dict()), _unscoped(stock.to_dict())
     a.pop("custom_imports")
+    assert a.pop("autocast_modules") == dict(backbone=None)  # --amp bf16: the backbone only
     assert a["model"]["backbone"].pop("type") == "MAEViT" and b["model"]["backbone"].pop("type") == "MAE"
     assert a["optim_wrapper"].pop("constructor") == "MAEViTLayerDecayOptimizerConstructor"
     assert b["optim_wrapper"].pop("constructor") == "LayerDecayOptimizerConstructor"
@@ -294,6 +295,9 @@ def test_openmmlab_relative_position_switches_map_onto_rel_pos():
     assert MAEViT(**tiny, init_values=0.1).rel_pos == "bias"  # mmseg's MAE backbone always has the bias
     assert MAEViT(**tiny, init_values=0.1, use_rel_pos_bias=False).rel_pos is None  # unless switched off
     assert MAEViT(**tiny, rel_pos=None, init_values=0.1).rel_pos is None
+    assert MAEViT(**tiny, init_values=0.1, use_rel_pos=False).rel_pos == "bias"  # says nothing of BEiT's bias
+    with pytest.raises(ValueError, match="autocast_modules"):  # a config dumped before the precision mechanism
+        MAEViT(**tiny, autocast_dtype="bfloat16")
     with pytest.raises(ValueError, match="one kind of relative position"):
         MAEViT(**tiny, use_rel_pos=True, use_rel_pos_bias=True)
     with pytest.raises(ValueError, match="either rel_pos or"):

@@ -32,7 +32,8 @@ def main():
     save_checkpoint({"model": sd, "meta": meta}, args.dst)
     print(f"converted {len(sd)} tensors from the {source} layout -> {args.dst}")
     if args.check:
-        print(load_checkpoint(create_model(args.check), args.dst, strict=True))
+        # an exact match: every tensor of the preset present, none left over (a decoder, a head)
+        print(load_checkpoint(create_model(args.check), args.dst, strict=True, allowed_missing=(), allowed_unexpected=()))
 
 
 if __name__ == "__main__":

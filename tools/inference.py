@@ -76,6 +76,8 @@ def build_inferencer(config: str, checkpoint: str, device: str):
                          f"checkpoint was trained with):\n{e}") from None
     from mmengine.model import revert_sync_batchnorm
     inferencer.model = revert_sync_batchnorm(inferencer.model).eval()  # SyncBN layers need no process group
+    from mae_backbone.precision import autocast_modules
+    autocast_modules(inferencer.model, cfg.get("autocast_modules") or {})  # the parts tools/test.py runs in bf16
     return inferencer, scope
 
 

@@ -87,7 +87,7 @@ def main(argv=None):
     cfg.load_from, cfg.resume = None, False
     from mae_backbone.engine import build_runner, shutdown_distributed
     try:
-        runner = build_runner(cfg, args.launcher)
+        runner = build_runner(cfg, args.launcher, train=False)
         runner.load_checkpoint(checkpoint, strict=True)  # mmengine's default is non-strict
         if args.out and not seg:
             runner.test_evaluator.metrics.append(dump_metric(cfg, osp.abspath(args.out)))

@@ -15,3 +15,6 @@ model = dict(
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mae_pretrain_vit_base.pth')),
     neck=dict(in_channels=[768, 768, 768, 768]))
+# --amp bf16 runs the backbone in bf16 and keeps the rest in fp32 (mmcv's detection ops have no bf16 kernels);
+# the config's own precision applies otherwise
+autocast_modules = dict(backbone=None)

@@ -13,3 +13,6 @@ model = dict(
 # by the parameter name `backbone.layers.N`, while our blocks are `backbone.blocks.N`: it would train every
 # block at lr scale 1. MAEViTLayerDecayOptimizerConstructor gives block i mmseg's 0.65 ** (12 - i).
 optim_wrapper = dict(constructor='MAEViTLayerDecayOptimizerConstructor')
+# --amp bf16 runs the backbone in bf16 and keeps the rest in fp32 (mmcv's detection ops have no bf16 kernels);
+# the config's own precision applies otherwise
+autocast_modules = dict(backbone=None)

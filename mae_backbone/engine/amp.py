@@ -3,9 +3,10 @@
 Where a config asks for precision: ``optim_wrapper`` (``AutocastOptimWrapper`` bf16, ``AmpOptimWrapper`` fp16 /
 bf16), the top-level ``autocast_modules = dict(backbone='bfloat16', ...)`` for parts of the model
 (:func:`mae_backbone.precision.autocast_modules`; detection: mmcv's RoIAlign / NMS have no bf16 kernels, so only
-the backbone and neck autocast and the heads stay fp32), and an FSDP strategy's ``model_wrapper.mixed_precision``. :func:`set_amp` reads the request (or takes ``--amp``), asks
-:func:`mae_backbone.precision.resolve_precision` what it means on this device, and writes the answer back: into
-the places that asked (a config's own request), or into every place that can take it (``--amp``).
+the backbone and neck autocast and the heads stay fp32), and an FSDP strategy's ``model_wrapper.mixed_precision``.
+:func:`set_amp` reads the request (or takes ``--amp``), asks :func:`mae_backbone.precision.resolve_precision` what
+it means on this device, and writes the answer back: into the places that asked (a config's own request), or into
+every place that can take it (``--amp``).
 """
 from __future__ import annotations
 

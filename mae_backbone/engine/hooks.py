@@ -321,7 +321,19 @@ class AutocastModulesHook(Hook):
         self.modules = dict(modules)
 
     def before_run(self, runner) -> None:
-        autocast_modules(bare_model(runner.model), self.modules)
+        model = bare_model(runner.model)
+        inner = getattr(model, "module", None)  # a test-time-augmentation wrapper (mmengine's BaseTTAModel)
+        if isinstance(inner, torch.nn.Module) and not any(_has_submodule(model, p) for p in self.modules):
+            model = inner
+        autocast_modules(model, self.modules)
+
+
+def _has_submodule(model: torch.nn.Module, path: str) -> bool:
+    try:
+        model.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
 
 
 class NonFiniteLossError(RuntimeError):

@@ -249,15 +249,19 @@ def check_layer_decay_constructor(cfg: Config) -> None:
     if not isinstance(backbone, dict) or "MAEViT" not in _type_names(backbone.get("type")):
         return
     name = next(n for n in MMSEG_LAYER_DECAY_CONSTRUCTORS if n in names)  # LayerDecay... first (a subclass)
-    fix = MMSEG_LAYER_DECAY_CONSTRUCTORS[name]
+    if cfg.get("default_scope") == "mmdet":  # mmdet's ConvNeXt-era constructor of that name: the same trap
+        fix = ("constructor='LayerDecayOptimWrapperConstructor' with paramwise_cfg=dict(layer_decay=RATE) "
+               "(mae-backbone's layer_id() grouping, as configs/mask_rcnn use)")
+    else:
+        fix = (f"constructor='{MMSEG_LAYER_DECAY_CONSTRUCTORS[name]}' (same paramwise_cfg; registered in mmseg by "
+               f"custom_imports=dict(imports=['downstream']))")
     raise ValueError(
-        f"optim_wrapper.constructor={name!r} is mmseg's layer-decay rule, which groups layers by the parameter "
-        f"name 'backbone.layers.N'; the MAEViT backbone's blocks are 'backbone.blocks.N', so every block would "
-        f"train at lr scale 1 (only the patch embedding and position table decayed). Use "
-        f"constructor='{fix}' (same paramwise_cfg; registered in mmseg by custom_imports=dict(imports=['downstream']))")
+        f"optim_wrapper.constructor={name!r} groups layers by OpenMMLab parameter names (mmseg: "
+        f"'backbone.layers.N'); the MAEViT backbone's blocks are 'backbone.blocks.N', so every block would train at "
+        f"lr scale 1 (only the patch embedding and position table decayed). Use {fix}")
 
 
-def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None):
+def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None, train: bool = True):
     """Initialise distributed state, derive lr, fit the precision to the device and build the runner ``cfg``
     names: mmengine's ``Runner`` (DDP), or ``FlexibleRunner`` for ``runner_type='FlexibleRunner'`` with its
     ``strategy`` (FSDP; DeepSpeed when installed). A config whose strategy would be ignored is refused.
@@ -266,14 +270,17 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None)
     :func:`~mae_backbone.engine.amp.set_amp` makes it what the device supports. Before the first iteration, a
     model on CUDA that runs mmcv's ops is checked against an mmcv compiled without CUDA kernels; a non-finite loss
     stops every run (:class:`~mae_backbone.engine.hooks.FiniteLossHook`). mmseg's layer-decay constructor on an
-    ``MAEViT`` backbone is refused (:func:`check_layer_decay_constructor`)."""
+    ``MAEViT`` backbone is refused for training (``train``; :func:`check_layer_decay_constructor`). A config's
+    ``autocast_modules`` runs those parts in mixed precision
+    (:class:`~mae_backbone.engine.hooks.AutocastModulesHook`)."""
     from mmengine.runner import FlexibleRunner, Runner
 
     from .amp import set_amp
     from .fsdp import runner_type
     from .hooks import AutocastModulesHook, FiniteLossHook
 
-    check_layer_decay_constructor(cfg)
+    if train:  # an evaluation builds no optimizer: a stale constructor name harms nothing there
+        check_layer_decay_constructor(cfg)
     kind = runner_type(cfg, launcher)  # refuse a bad strategy before any process group exists; CPU DDP set-up
     world_size = init_distributed(launcher, port=int(os.environ.get("MASTER_PORT", 29500)))
     cfg.launcher = launcher

@@ -57,6 +57,16 @@ class ViTClassifier(VisionTransformer):
         """The encoder's, plus the final ``norm`` under average pooling (it is replaced by ``fc_norm``)."""
         return super().expected_unused_keys() + ([r"^norm\."] if self.global_pool == "avg" else [])
 
+    def check_checkpoint_keys(self, missing) -> None:
+        """The head is new as a whole or not at all: a checkpoint with some of ``head`` / ``fc_norm`` but not the
+        rest (a token-pooling classifier's head for an average-pooling one, a head without its norm) is refused."""
+        head = {k for k in self.state_dict() if k.startswith(("head.", "fc_norm."))}
+        lacking = head & set(missing)
+        if lacking and lacking != head:
+            raise ValueError(f"the checkpoint has part of the classification head but not {sorted(lacking)}: a "
+                             f"classifier of another pooling (this one: global_pool={self.global_pool!r}) or a "
+                             f"damaged file. Build the classifier to match, or drop the checkpoint's head")
+
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 1 + L, D) from ``forward_features`` -> pooled features (B, D)."""
         if self.global_pool == "avg":

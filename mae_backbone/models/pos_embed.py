@@ -81,13 +81,14 @@ def resize_pos_embed(pos_embed: torch.Tensor, new_grid: GridSize, old_grid: Grid
 
 def is_sincos_table(pos_embed: torch.Tensor, grid: GridSize, num_prefix_tokens: int = 1,
                     atol: float = 1e-4) -> bool:
-    """True if a (1, P + h*w, C) table is the fixed sin-cos table for ``grid``."""
+    """True if a (1, P + h*w, C) table is the fixed sin-cos table for ``grid``, in the table's own precision (a
+    bf16 / fp16 table is compared with the reference rounded alike)."""
     h, w = to_2tuple(grid)
     c = pos_embed.shape[-1]
     if c % 4 or pos_embed.shape[1] != num_prefix_tokens + h * w:
         return False
-    ref = get_2d_sincos_pos_embed(c, (h, w))
-    return torch.allclose(pos_embed[0, num_prefix_tokens:].float().cpu(), ref, atol=atol)
+    ref = get_2d_sincos_pos_embed(c, (h, w)).to(pos_embed.dtype).float()
+    return torch.allclose(pos_embed[0, num_prefix_tokens:].detach().float().cpu(), ref, atol=atol)
 
 
 def adapt_pos_embed(table: torch.Tensor, new_grid: GridSize, old_grid: GridSize | None = None,

@@ -112,7 +112,7 @@ class VisionTransformer(nn.Module):
         self.learnable_pos_embed = learnable_pos_embed
         self.num_frozen_blocks = 0
         # per fixed position table: is it the official sin-cos one (rebuilt exactly at other grids) or a foreign
-        # layout (interpolated)? Re-decided whenever weights are loaded
+        # layout (interpolated)? Built sin-cos; decided again whenever weights are loaded (before any dtype cast)
         self._is_sincos: dict = {}
         self._table_cache: dict = {}
         self.register_load_state_dict_post_hook(VisionTransformer._after_load)
@@ -134,7 +134,8 @@ class VisionTransformer(nn.Module):
         (the window, or ``rel_pos_img_size`` / patch for a global block), stochastic depth (linear in i)."""
         window = 0 if (not self.window_size or i in self.global_block_indexes) else self.window_size
         return BlockSpec(window_size=window, rel_pos=self.rel_pos,
-                         rel_pos_grid=None if self.rel_pos is None else (window, window) if window else self.rel_pos_grid,
+                         rel_pos_grid=None if self.rel_pos is None else
+                         (window, window) if window else self.rel_pos_grid,
                          drop_path=self.drop_path_rate * i / max(self.depth - 1, 1))  # as linspace, meta-safe
 
     @staticmethod
@@ -186,16 +187,16 @@ class VisionTransformer(nn.Module):
             return table
         key = (name, grid, table.data_ptr(), table._version, table.device, table.dtype)
         if key not in self._table_cache:
-            if name not in self._is_sincos:
-                self._is_sincos[name] = is_sincos_table(table.detach().float().cpu(), self.grid)
+            is_sincos = self._is_sincos.get(name, True)  # tables are built sin-cos (_init_*_weights)
             self._table_cache = {k: v for k, v in self._table_cache.items() if k[0] != name or k[2:] == key[2:]}
-            self._table_cache[key] = adapt_pos_embed(table.detach(), grid, self.grid, self._is_sincos[name])
+            self._table_cache[key] = adapt_pos_embed(table.detach(), grid, self.grid, is_sincos)
         return self._table_cache[key]
 
     @staticmethod
     def _after_load(module: "VisionTransformer", incompatible_keys) -> None:
-        """After any ``load_state_dict``: the fixed tables' layout is decided again on next use."""
-        module._is_sincos = {}
+        """After any ``load_state_dict``: are the loaded fixed tables the official sin-cos ones?"""
+        module._is_sincos = {n: is_sincos_table(getattr(module, n), module.grid)
+                             for n in ("pos_embed", "decoder_pos_embed") if hasattr(module, n)}
         module._table_cache = {}
 
     def embed_patches(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Tuple[int, int]]:
@@ -295,7 +296,8 @@ class VisionTransformer(nn.Module):
     def expected_new_keys(self) -> List[str]:
         """Regexes of parameters an MAE / classification checkpoint may lack: the zero-initialised additions
         (relative position tables, layer scales). :func:`mae_backbone.checkpoint.load_checkpoint` allows them."""
-        keys = sorted({rf"^blocks\.\d+\.attn\.{re.escape(p)}$" for blk in self.blocks for p in blk.attn.position_params})
+        keys = sorted({rf"^blocks\.\d+\.attn\.{re.escape(p)}$"
+                       for blk in self.blocks for p in blk.attn.position_params})
         if self.layer_scale_init:
             keys.append(r"^blocks\.\d+\.ls[12]\.gamma$")
         return keys
