@@ -237,14 +237,14 @@ def _grid_of(model: nn.Module, key: str) -> Optional[Tuple[int, int]]:
     return tuple(grid) if grid is not None and key in ("pos_embed", "decoder_pos_embed") else None
 
 
-def adapt_pos_embeds(sd: StateDict, model: nn.Module) -> List[str]:
+def adapt_pos_embeds(sd: StateDict, model: nn.Module, target: Optional[StateDict] = None) -> List[str]:
     """Resize position tables in ``sd`` to the model's grid (in place); returns resized keys.
 
     :func:`~mae_backbone.models.pos_embed.adapt_pos_embed`'s rule, the one the model applies at run time: a fixed
     sin-cos table is rebuilt exactly, a learned one interpolated bicubically (official ``interpolate_pos_embed``).
     """
     resized = []
-    target = model.state_dict()
+    target = model.state_dict() if target is None else target
     for key in ("pos_embed", "decoder_pos_embed"):
         if key not in sd or key not in target or sd[key].shape == target[key].shape:
             continue
@@ -264,9 +264,9 @@ def adapt_pos_embeds(sd: StateDict, model: nn.Module) -> List[str]:
     return resized
 
 
-def check_shapes(sd: StateDict, model: nn.Module) -> None:
+def check_shapes(sd: StateDict, model: nn.Module, target: Optional[StateDict] = None) -> None:
     """Raise a readable error for tensors whose shapes cannot match (e.g. another patch size)."""
-    target = model.state_dict()
+    target = model.state_dict() if target is None else target
     bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
            for k, v in sd.items() if k in target and target[k].shape != v.shape]
     if bad:
@@ -305,9 +305,10 @@ def load_checkpoint(model: nn.Module, src: Union[str, os.PathLike, Mapping], str
     raw, _ = unwrap(ckpt)
     sd, source = convert_state_dict(ckpt, source)
     report = LoadReport(source=source, converted=sorted(set(sd) - set(raw)))
-    report.resized = adapt_pos_embeds(sd, model)
-    check_shapes(sd, model)
-    model_keys = set(model.state_dict())
+    target = model.state_dict()
+    report.resized = adapt_pos_embeds(sd, model, target)
+    check_shapes(sd, model, target)
+    model_keys = set(target)
     report.missing = sorted(model_keys - set(sd))
     report.unexpected = sorted(set(sd) - model_keys)
     undeclared = [k for k in report.missing if not any(re.search(p, k) for p in allowed_missing)]

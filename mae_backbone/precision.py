@@ -256,10 +256,10 @@ def autocast_module(module: torch.nn.Module, requested: Union[str, torch.dtype, 
     setting, a second call replaces it."""
     for hooks in (module._forward_pre_hooks, module._forward_hooks):
         for key in [k for k, h in hooks.items() if isinstance(getattr(h, "__self__", None), _ModuleAutocast)]:
-            del hooks[key]
-            module._forward_hooks_with_kwargs.pop(key, None)
-            module._forward_pre_hooks_with_kwargs.pop(key, None)
-            module._forward_hooks_always_called.pop(key, None)
+            del hooks[key]  # and the flags torch keeps beside a hook registered with_kwargs / always_call
+            for flags in ("_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
+                          "_forward_hooks_always_called"):
+                getattr(module, flags, {}).pop(key, None)
     name = canonical_name(requested)
     if name == "fp32":
         return

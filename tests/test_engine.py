@@ -291,3 +291,21 @@ def test_slurm_local_rank_comes_from_slurm(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     _slurm_env(29500)
     assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("13", "16", "5")
+
+
+def test_bare_model_unwraps_test_time_augmentation_and_distributed_wrappers():
+    """Hooks reach the model itself under tools/test.py --tta (e.g. the segmentation class-count check)."""
+    from mmengine.model import BaseTTAModel
+    from mae_backbone.engine.hooks import bare_model
+
+    class TTA(BaseTTAModel):
+        def merge_preds(self, data_samples_list):
+            return data_samples_list
+
+    class Net(torch.nn.Linear):
+        def test_step(self, data):
+            return self(data)
+
+    inner = Net(2, 2)
+    assert bare_model(inner) is inner and bare_model(TTA(inner)) is inner
+    assert bare_model(TTA(TTA(inner))) is inner

@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("mmengine")
 from mae_backbone.engine import build_runner  # noqa: E402
-from mae_backbone.engine.hooks import FiniteLossHook, NonFiniteLossError  # noqa: E402
+from mae_backbone.engine.guards import FiniteLossHook, NonFiniteLossError  # noqa: E402
 from test_engine import tiny_cfg  # noqa: E402
 
 

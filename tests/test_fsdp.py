@@ -174,17 +174,17 @@ def mask_rcnn():
 
 def test_cuda_model_with_cpu_only_mmcv_fails_before_the_run(mask_rcnn, monkeypatch):
     import mmcv.ops
-    from mae_backbone.engine import hooks
-    assert hooks.mmcv_ops_needed(mask_rcnn)  # RoIAlign modules, an mmdet detector
-    hooks.check_mmcv_ops(mask_rcnn)  # on the CPU: nothing to check
-    monkeypatch.setattr(hooks, "_model_device", lambda model: torch.device("cuda", 0))
+    from mae_backbone.engine import guards
+    assert guards.mmcv_ops_needed(mask_rcnn)  # RoIAlign modules, an mmdet detector
+    guards.check_mmcv_ops(mask_rcnn)  # on the CPU: nothing to check
+    monkeypatch.setattr(guards, "_model_device", lambda model: torch.device("cuda", 0))
     monkeypatch.setattr(mmcv.ops, "get_compiling_cuda_version", lambda: "not available")
     with pytest.raises(RuntimeError, match=r"compiled without CUDA ops .* `make install` .* MMCV_CUDA=1 .* docs/install.md"):
-        hooks.check_mmcv_ops(mask_rcnn)
+        guards.check_mmcv_ops(mask_rcnn)
     monkeypatch.setattr(mmcv.ops, "get_compiling_cuda_version", lambda: "13.0")
-    hooks.check_mmcv_ops(mask_rcnn)  # CUDA ops present
+    guards.check_mmcv_ops(mask_rcnn)  # CUDA ops present
     from mae_backbone.models import create_model
-    hooks.check_mmcv_ops(create_model("mae_vit_tiny_patch16", img_size=32))  # no mmcv ops: fine anywhere
+    guards.check_mmcv_ops(create_model("mae_vit_tiny_patch16", img_size=32))  # no mmcv ops: fine anywhere
 
 
 def test_build_runner_adds_the_check(tmp_path, photo_dir):

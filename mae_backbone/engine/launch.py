@@ -269,7 +269,7 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None,
     ``amp``: ``bf16`` / ``fp16`` / ``off`` overrides the config's precision (``tools/train.py --amp``); either way
     :func:`~mae_backbone.engine.amp.set_amp` makes it what the device supports. Before the first iteration, a
     model on CUDA that runs mmcv's ops is checked against an mmcv compiled without CUDA kernels; a non-finite loss
-    stops every run (:class:`~mae_backbone.engine.hooks.FiniteLossHook`). mmseg's layer-decay constructor on an
+    stops every run (:class:`~mae_backbone.engine.guards.FiniteLossHook`). mmseg's layer-decay constructor on an
     ``MAEViT`` backbone is refused for training (``train``; :func:`check_layer_decay_constructor`). A config's
     ``autocast_modules`` runs those parts in mixed precision
     (:class:`~mae_backbone.engine.hooks.AutocastModulesHook`)."""
@@ -277,7 +277,8 @@ def build_runner(cfg: Config, launcher: str = "none", amp: Optional[str] = None,
 
     from .amp import set_amp
     from .fsdp import runner_type
-    from .hooks import AutocastModulesHook, FiniteLossHook
+    from .guards import FiniteLossHook
+    from .hooks import AutocastModulesHook
 
     if train:  # an evaluation builds no optimizer: a stale constructor name harms nothing there
         check_layer_decay_constructor(cfg)
