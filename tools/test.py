@@ -9,7 +9,6 @@ import os
 import os.path as osp
 import sys
 
-
 from mmengine.config import Config, DictAction
 
 
@@ -20,6 +19,16 @@ def dump_metric(cfg, path: str):
         return DumpDetResults(out_file_path=path)
     from mmengine.evaluator import DumpResults
     return DumpResults(out_file_path=path)
+
+
+def evaluate(cfg, checkpoint: str, launcher: str, out=None) -> dict:
+    """Build the runner, load every weight of ``checkpoint`` (strict) and test; ``out``: also dump the predictions."""
+    from mae_backbone.engine import build_runner
+    runner = build_runner(cfg, launcher, train=False)
+    runner.load_checkpoint(checkpoint, strict=True)  # mmengine's default is non-strict
+    if out:
+        runner.test_evaluator.metrics.append(dump_metric(cfg, osp.abspath(out)))
+    return runner.test()
 
 
 def main(argv=None):
@@ -85,20 +94,16 @@ def main(argv=None):
         cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [
             dict(type="PredictionPNGHook", out_dir=osp.abspath(args.show_dir))]
     cfg.load_from, cfg.resume = None, False
-    from mae_backbone.engine import build_runner, shutdown_distributed
+    from mae_backbone.engine import shutdown_distributed
     try:
-        runner = build_runner(cfg, args.launcher, train=False)
-        runner.load_checkpoint(checkpoint, strict=True)  # mmengine's default is non-strict
-        if args.out and not seg:
-            runner.test_evaluator.metrics.append(dump_metric(cfg, osp.abspath(args.out)))
-        metrics = runner.test()
+        metrics = evaluate(cfg, checkpoint, args.launcher, out=args.out if args.out and not seg else None)
         print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()))
         if args.show_dir:
             print(f"predictions drawn to {osp.abspath(args.show_dir)}")
         if args.out:
             print(f"predictions dumped to {osp.abspath(args.out)}")
     finally:
-        shutdown_distributed()
+        shutdown_distributed()  # the runner is out of scope: its process group can be freed
 
 
 if __name__ == "__main__":

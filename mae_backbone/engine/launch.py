@@ -2,9 +2,11 @@
 construction, and the checks a run needs before its first iteration."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
+import weakref
 from datetime import timedelta
 from typing import Optional
 
@@ -55,10 +57,36 @@ def init_distributed(launcher: str, port: int = 29500, timeout_s: int = 1800) ->
 
 
 def shutdown_distributed() -> None:
-    """Destroy the process group (if any) before exit: gloo aborts a process that exits with it alive."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    """Destroy and free the process group (if any) before exit; call it once the runner is no longer referenced.
+
+    ``destroy_process_group`` only unregisters the group: the backend object lives on while anything holds it, and
+    mmengine's Runner sits in reference cycles with its DDP wrapper, which holds the group. Left to the cyclic
+    collector, the gloo backend (its worker threads and their pending work) can be freed while the interpreter is
+    being torn down, where it aborts the process ("terminate called without an active exception", SIGABRT) after a
+    finished run. So the runner's cycles are collected first, then the ranks synchronise, the group is destroyed and
+    collected, and a group that is still referenced is reported.
+    """
+    gc.collect()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    group = weakref.ref(dist.group.WORLD)
+    dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()
+    if group() is not None:
+        holders = _holders(group())
+        logger.warning("the process group is still referenced after destroy_process_group (by %s): it will be freed "
+                       "at interpreter exit, where gloo can abort the process. Drop the runner / DDP model before "
+                       "calling shutdown_distributed().", ", ".join(holders) or "an object outside the gc")
+
+
+def _holders(obj) -> list:
+    """Type names of what refers to ``obj`` (an instance whose ``__dict__`` holds it, rather than the dict)."""
+    names = set()
+    for ref in gc.get_referrers(obj):
+        owners = [o for o in gc.get_referrers(ref) if getattr(o, "__dict__", None) is ref] if isinstance(ref, dict) else []
+        names.update(type(o).__name__ for o in owners or [ref])
+    return sorted(names - {"frame"})
 
 
 def scale_lr(cfg: Config, world_size: int) -> Optional[float]:
