@@ -160,7 +160,8 @@ def test_bf16_autocast_wrapper_on_cpu(cpu_bf16):
     assert not torch.equal(before, lin.weight) and lin.weight.dtype == torch.float32
 
 
-def test_ddp_two_gloo_processes_keep_identical_weights(tmp_path, photo_dir):
+def _launch_two_gloo_ranks(tmp_path, photo_dir, extra_cfg="", pythonpath=None, timeout=300):
+    """tools/dist_train.sh on a tiny MAE config with 2 CPU ranks; returns the finished process."""
     cfg_path = tmp_path / "ddp_cfg.py"
     cfg_path.write_text(f"""
 _base_ = [{DEMO!r}]
@@ -171,15 +172,32 @@ train_cfg = dict(max_epochs=2)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
 visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ReplicaCheckHook', interval=1)]
-""")
+""" + extra_cfg)
     import socket
     with socket.socket() as sock:  # a free port: a fixed one can still be held by an earlier run
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(port), OMP_NUM_THREADS="1")
-    proc = subprocess.run(["bash", os.path.join(ROOT, "tools", "dist_train.sh"), str(cfg_path), "2",
-                           "--work-dir", str(tmp_path / "work")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(["bash", os.path.join(ROOT, "tools", "dist_train.sh"), str(cfg_path), "2",
+                             "--work-dir", str(tmp_path / "work")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # torchrun (the exec'd bash) stops its ranks on SIGTERM: none may outlive the test
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            out, err = "", "(no output: torchrun did not stop its ranks within 60 s of SIGTERM)"
+        pytest.fail(f"the 2-rank run did not finish in {timeout} s; stderr ends:\n{err[-2500:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_ddp_two_gloo_processes_keep_identical_weights(tmp_path, photo_dir):
+    proc = _launch_two_gloo_ranks(tmp_path, photo_dir)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"stdout ends:\n{proc.stdout[-2500:]}\nstderr ends:\n{proc.stderr[-2500:]}"
     assert "still referenced after destroy_process_group" not in log, proc.stderr[-2500:]
@@ -187,6 +205,32 @@ custom_hooks = [dict(type='RNGStateHook'), dict(type='ReplicaCheckHook', interva
     checks = re.findall(r"replica check passed after iteration (\d+): weights bit-identical on 2 ranks", log)
     assert [int(c) for c in checks] == [1, 2, 3, 4, 4], log[-3000:]
     assert "gloo" in log and (tmp_path / "work" / "epoch_2.pth").exists()
+
+
+FAILING_HOOK = """
+import torch.distributed as dist
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class FailOnRankOne(Hook):
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if dist.get_rank() == 1 and runner.iter == 1:
+            raise RuntimeError("rank 1 fails before iteration 2")
+"""
+
+
+def test_a_failing_rank_ends_the_distributed_run_at_once(tmp_path, photo_dir):
+    """A rank that raises must not wait for the others at a shutdown barrier while they wait for it inside DDP's
+    all-reduce (a hang until the group's 30-minute timeout): it exits with its traceback and torchrun stops the rest."""
+    (tmp_path / "failing_hook.py").write_text(FAILING_HOOK)
+    extra = ("custom_imports = dict(imports=['failing_hook'], allow_failed_imports=False)\n"
+             "custom_hooks = [dict(type='FailOnRankOne')]\n")
+    proc = _launch_two_gloo_ranks(tmp_path, photo_dir, extra, pythonpath=tmp_path, timeout=150)
+    assert proc.returncode != 0
+    assert "rank 1 fails before iteration 2" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "work" / "epoch_2.pth").exists()
 
 
 SHUTDOWN_SCRIPT = """

@@ -60,8 +60,7 @@ def main():
     except KeyboardInterrupt as stopped:  # the report of the finished points is written; say so without a traceback
         print(f"stopped ({str(stopped) or 'Ctrl-C'})", file=sys.stderr)
         sys.exit(128 + (received[0] if received else signal.SIGINT))
-    finally:
-        shutdown_distributed()
+    shutdown_distributed()  # after a finished study only: a rank that fails exits at once and torchrun stops the rest
 
 
 if __name__ == "__main__":

@@ -95,15 +95,13 @@ def main(argv=None):
             dict(type="PredictionPNGHook", out_dir=osp.abspath(args.show_dir))]
     cfg.load_from, cfg.resume = None, False
     from mae_backbone.engine import shutdown_distributed
-    try:
-        metrics = evaluate(cfg, checkpoint, args.launcher, out=args.out if args.out and not seg else None)
-        print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()))
-        if args.show_dir:
-            print(f"predictions drawn to {osp.abspath(args.show_dir)}")
-        if args.out:
-            print(f"predictions dumped to {osp.abspath(args.out)}")
-    finally:
-        shutdown_distributed()  # the runner is out of scope: its process group can be freed
+    metrics = evaluate(cfg, checkpoint, args.launcher, out=args.out if args.out and not seg else None)
+    shutdown_distributed()  # the runner is out of scope, so its process group can be freed; not after a failure
+    print(" ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()))
+    if args.show_dir:
+        print(f"predictions drawn to {osp.abspath(args.show_dir)}")
+    if args.out:
+        print(f"predictions dumped to {osp.abspath(args.out)}")
 
 
 if __name__ == "__main__":

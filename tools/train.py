@@ -79,10 +79,8 @@ def main():
         os.environ["LOCAL_RANK"] = str(args.local_rank)
     cfg = prepare(args)
     from mae_backbone.engine import build_runner, shutdown_distributed
-    try:
-        build_runner(cfg, args.launcher, amp=args.amp).train()
-    finally:
-        shutdown_distributed()
+    build_runner(cfg, args.launcher, amp=args.amp).train()
+    shutdown_distributed()  # after a finished run only: a rank that fails exits at once and torchrun stops the rest
 
 
 if __name__ == "__main__":

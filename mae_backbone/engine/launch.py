@@ -57,7 +57,9 @@ def init_distributed(launcher: str, port: int = 29500, timeout_s: int = 1800) ->
 
 
 def shutdown_distributed() -> None:
-    """Destroy and free the process group (if any) before exit; call it once the runner is no longer referenced.
+    """Destroy and free the process group (if any) at the end of a finished run, once the runner is no longer
+    referenced. Not after a failure: the barrier would wait for ranks still inside a collective (until the group's
+    timeout); a failing rank should just raise, and torchrun / srun stop the others.
 
     ``destroy_process_group`` only unregisters the group: the backend object lives on while anything holds it, and
     mmengine's Runner sits in reference cycles with its DDP wrapper, which holds the group. Left to the cyclic
