@@ -14,6 +14,7 @@ from mmengine.registry import HOOKS  # noqa: E402
 
 import mae_backbone.engine  # noqa: E402,F401
 from mae_backbone.engine import build_runner, scale_lr  # noqa: E402
+from dist_launch import dist_train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "mae", "mae_vit-demo-p8_1xb32-40e_photos.py")
@@ -173,27 +174,7 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
 visualizer = dict(vis_backends=[dict(type='LocalVisBackend')])
 custom_hooks = [dict(type='RNGStateHook'), dict(type='ReplicaCheckHook', interval=1)]
 """ + extra_cfg)
-    import socket
-    with socket.socket() as sock:  # a free port: a fixed one can still be held by an earlier run
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(port), OMP_NUM_THREADS="1")
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen(["bash", os.path.join(ROOT, "tools", "dist_train.sh"), str(cfg_path), "2",
-                             "--work-dir", str(tmp_path / "work")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:  # torchrun (the exec'd bash) stops its ranks on SIGTERM: none may outlive the test
-        proc.terminate()
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            out, err = "", "(no output: torchrun did not stop its ranks within 60 s of SIGTERM)"
-        pytest.fail(f"the 2-rank run did not finish in {timeout} s; stderr ends:\n{err[-2500:]}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return dist_train(cfg_path, tmp_path / "work", timeout=timeout, pythonpath=pythonpath)
 
 
 def test_ddp_two_gloo_processes_keep_identical_weights(tmp_path, photo_dir):

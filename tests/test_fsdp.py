@@ -3,12 +3,8 @@ configs; a 2-process gloo FSDP run that resumes bit-exactly; the mmcv CUDA-ops c
 from __future__ import annotations
 
 import importlib.util
-import os
 import os.path as osp
 import re
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,6 +14,7 @@ from mmengine.config import Config  # noqa: E402
 
 import mae_backbone.engine  # noqa: E402,F401
 from mae_backbone.engine.fsdp import runner_type, vit_block_wrap_policy  # noqa: E402
+from dist_launch import dist_train  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, "configs", "mae", "mae_vit-demo-p8_1xb32-40e_photos.py")
@@ -116,16 +113,8 @@ def test_block_checkpointing_keeps_parameter_groups():
 
 
 # ----------------------------------------------------------------------------- a real FSDP run (gloo)
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _dist_train(cfg_path, work, *args):
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS="1")
-    proc = subprocess.run(["bash", osp.join(ROOT, "tools", "dist_train.sh"), str(cfg_path), "2", "--work-dir",
-                           str(work), *args], env=env, capture_output=True, text=True, timeout=600)
+    proc = dist_train(cfg_path, work, *args, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc.stdout + proc.stderr
 
