@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -38,23 +37,16 @@ def _descendants(pid: int) -> list:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie is not running
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _stop(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
-    """SIGTERM torchrun (it stops its ranks), then SIGKILL what is left of it and of the ranks' process groups."""
+    """SIGTERM torchrun (it stops its ranks before it exits), then SIGKILL whatever is left: torchrun if it is still
+    running, and each rank's process group (a rank and its data-loader workers)."""
     ranks = _descendants(proc.pid)
     proc.terminate()
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(p) for p in [proc.pid, *ranks] if p):
-        time.sleep(0.5)
-    for pid in [proc.pid, *ranks]:
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    for pid in ranks:
         for kill in (os.killpg, os.kill):
             try:
                 kill(pid, signal.SIGKILL)
@@ -81,6 +73,5 @@ def dist_train(cfg_path, work_dir, *args, nprocs: int = 2, timeout: float = 600,
         pytest.fail(f"the {nprocs}-rank run did not finish in {timeout:.0f} s; stderr ends:\n{err[-2500:]}")
     except BaseException:  # Ctrl-C, a pytest time-out: no rank may outlive the test
         _stop(proc)
-        proc.wait()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
